@@ -1,0 +1,21 @@
+#!/usr/bin/env bash
+# pyenv.sh -- create (once) the Python venv the tests use to read Delta tables,
+# and print the path of its python on stdout.
+#
+#   venv: ${HVRLAKE_CACHE:-$HOME/.cache/hvrlake}/venv  (outside the repo, reused)
+#
+# Idempotent: the venv is rebuilt only when the pinned versions below change.
+set -euo pipefail
+
+PKGS="deltalake==1.6.6 pyarrow==26.0.1"   # versions checked to work together
+V="${HVRLAKE_CACHE:-$HOME/.cache/hvrlake}/venv"
+STAMP="$V/.hvrlake-pkgs"                   # records what was installed
+
+if [ ! -x "$V/bin/python" ] || [ "$(cat "$STAMP" 2>/dev/null)" != "$PKGS" ]; then
+  rm -rf "$V"
+  python3 -m venv "$V" >&2
+  # shellcheck disable=SC2086  # PKGS is a list of words on purpose
+  "$V/bin/pip" install -q $PKGS >&2
+  printf '%s' "$PKGS" >"$STAMP"
+fi
+echo "$V/bin/python"

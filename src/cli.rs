@@ -1,0 +1,91 @@
+//! argv → an HVR mode (or `--help`); an error → one `F_JX0D03:` line on stderr and exit 1.
+
+use std::collections::HashMap;
+
+use crate::hvr::call;
+use crate::settings::SETTINGS;
+use crate::storage;
+
+/// Runs the program and returns its exit code: 0 done, 1 error, 2 mode not handled.
+pub fn main() -> i32 {
+    let args: Vec<String> = std::env::args().collect();
+    let env: HashMap<String, String> = std::env::vars().collect();
+    storage::register_secrets(&env);
+    let Some(mode) = args.get(1) else {
+        eprintln!("{}", usage());
+        return 2;
+    };
+    match mode.as_str() {
+        "-h" | "--help" | "help" => {
+            print!("{}", help());
+            return 0;
+        }
+        "-V" | "--version" => {
+            println!("hvrlake {}", env!("CARGO_PKG_VERSION"));
+            return 0;
+        }
+        m if !call::handles(m) => return 2,
+        _ => {}
+    }
+    if args.len() < 4 || args.len() > 5 {
+        eprintln!("F_JX0D03: {mode}: expected `hvrlake {mode} <channel> <location> [userarg]`");
+        return 1;
+    }
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("F_JX0D03: cannot start the async runtime: {e}");
+            return 1;
+        }
+    };
+    let result = runtime.block_on(call::run(
+        mode,
+        &args[2],
+        &args[3],
+        args.get(4).map(String::as_str),
+        &env,
+    ));
+    match result {
+        Ok(()) => 0,
+        Err(e) => {
+            eprintln!("{}", call::error_line(&e));
+            1
+        }
+    }
+}
+
+fn usage() -> String {
+    "usage: hvrlake <mode> <channel> <location> [userarg]   (hvrlake --help for more)".to_string()
+}
+
+/// The complete help text: modes, settings and exit codes.
+pub fn help() -> String {
+    let mut h = String::new();
+    h.push_str("hvrlake: loads the files of an HVR channel into Delta Lake tables, exactly as HVR's AgentPlugin calls it.\n\n");
+    h.push_str("USAGE\n    hvrlake <mode> <channel> <location> [userarg]\n    hvrlake --help | --version\n\n");
+    h.push_str("MODES\n");
+    for (m, d) in call::MODES {
+        h.push_str(&format!("    {m:<18} {d}\n"));
+    }
+    h.push_str("    (any other mode)   exit 2 without output, as HVR expects\n\n");
+    h.push_str("SETTINGS\n    The userarg is a list of name=value pairs (quote values with spaces). Each setting can also\n");
+    h.push_str("    be given as the environment variable HVRLAKE_<NAME> or in a TOML file named by config=PATH.\n");
+    h.push_str("    Precedence: userarg > environment > file.\n\n");
+    for s in SETTINGS {
+        let default = if s.default.is_empty() {
+            String::new()
+        } else {
+            format!(" [default: {}]", s.default)
+        };
+        h.push_str(&format!("    {:<18} {}{default}\n", s.name, s.doc));
+    }
+    h.push_str("\nENVIRONMENT\n    HVR_TBL_NAMES, HVR_BASE_NAMES, HVR_TBL_KEYS[_BASE], HVR_COL_NAMES[_BASE], HVR_FILE_LOC,\n");
+    h.push_str(
+        "    HVR_FILE_NAMES, HVR_LOC_STATEDIR and HVR_LONG_ENVIRONMENT, as HVR sets them.\n\n",
+    );
+    h.push_str("EXIT CODES\n    0 done, 1 error (one F_JX0D03: line on stderr; nothing committed for bad input, no file removed),\n    2 mode not handled\n");
+    h
+}

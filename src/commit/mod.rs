@@ -1,0 +1,134 @@
+//! The only code that writes Delta: one transaction per table per call. `merge` applies an
+//! integrate cycle's net changes, `refresh` replaces a table with a refresh's rows.
+
+pub mod merge;
+pub mod refresh;
+
+use std::collections::HashMap;
+
+use arrow::datatypes::SchemaRef;
+use deltalake::kernel::StructType;
+use deltalake::kernel::engine::arrow_conversion::TryIntoKernel;
+use deltalake::parquet::basic::{Compression, ZstdLevel};
+use deltalake::parquet::file::properties::{EnabledStatistics, WriterProperties};
+use deltalake::protocol::SaveMode;
+use deltalake::{DeltaTable, DeltaTableBuilder};
+use url::Url;
+
+use crate::error::Result;
+
+/// Table property recording the key columns, comma-separated, set when hvrlake creates a table.
+pub const KEYS_PROPERTY: &str = "hvrlake.keys";
+
+/// What one commit did, for the summary line.
+#[derive(Clone, Debug, Default)]
+pub struct Outcome {
+    /// Rows added that did not exist before.
+    pub inserted: usize,
+    /// Existing rows replaced.
+    pub updated: usize,
+    /// Rows removed.
+    pub deleted: usize,
+    /// The table version after the commit (unchanged when nothing was committed).
+    pub version: Option<u64>,
+}
+
+/// Opens the table at `url`, or an unloaded handle when no table is there yet. Nothing is
+/// created on storage until a commit.
+pub async fn open(url: &Url, storage: &HashMap<String, String>) -> Result<DeltaTable> {
+    if let Some(dir) = local_dir(url)
+        && !dir.exists()
+    {
+        return Ok(DeltaTableBuilder::from_url(url.clone())?
+            .with_storage_options(storage.clone())
+            .build()?);
+    }
+    let table = if storage.is_empty() {
+        DeltaTable::try_from_url(url.clone()).await?
+    } else {
+        DeltaTable::try_from_url_with_storage_options(url.clone(), storage.clone()).await?
+    };
+    Ok(table)
+}
+
+fn local_dir(url: &Url) -> Option<std::path::PathBuf> {
+    (url.scheme() == "file")
+        .then(|| url.to_file_path().ok())
+        .flatten()
+}
+
+/// Makes the directory of a local table that is about to get its first commit.
+pub fn prepare_location(table: &DeltaTable) -> Result<()> {
+    if let Some(dir) = local_dir(table.table_url()) {
+        std::fs::create_dir_all(&dir)?;
+    }
+    Ok(())
+}
+
+/// Whether a table exists at this handle.
+pub fn exists(table: &DeltaTable) -> bool {
+    table.version().is_some()
+}
+
+/// The table's columns as Arrow types, when the table exists.
+pub fn columns(table: &DeltaTable) -> Result<Option<SchemaRef>> {
+    if !exists(table) {
+        return Ok(None);
+    }
+    Ok(Some(table.snapshot()?.snapshot().arrow_schema()))
+}
+
+/// The key columns recorded in the table's properties.
+pub fn recorded_keys(table: &DeltaTable) -> Result<Option<Vec<String>>> {
+    if !exists(table) {
+        return Ok(None);
+    }
+    Ok(table
+        .snapshot()?
+        .metadata()
+        .configuration()
+        .get(KEYS_PROPERTY)
+        .map(|k| k.split(',').map(str::to_string).collect()))
+}
+
+/// Rows in the table's current version, from the file statistics.
+pub fn row_count(table: &DeltaTable) -> Result<usize> {
+    if !exists(table) {
+        return Ok(0);
+    }
+    Ok(table
+        .snapshot()?
+        .log_data()
+        .iter()
+        .map(|f| f.num_records().unwrap_or(0))
+        .sum())
+}
+
+/// How data files are written: zstd, statistics on every column, row groups sized for readers.
+pub fn writer_properties() -> WriterProperties {
+    WriterProperties::builder()
+        .set_compression(Compression::ZSTD(
+            ZstdLevel::try_new(3).expect("valid zstd level"),
+        ))
+        .set_statistics_enabled(EnabledStatistics::Page)
+        .set_max_row_group_row_count(Some(1 << 20))
+        .build()
+}
+
+/// Creates the table with `columns`, recording `keys` in its properties (commit version 0).
+/// A separate commit, because delta-rs writes refuse properties outside `delta.*`.
+pub async fn create(table: DeltaTable, columns: &SchemaRef, keys: &[String]) -> Result<DeltaTable> {
+    prepare_location(&table)?;
+    let schema: StructType = columns.as_ref().try_into_kernel()?;
+    let mut props: HashMap<String, Option<String>> = HashMap::new();
+    if !keys.is_empty() {
+        props.insert(KEYS_PROPERTY.to_string(), Some(keys.join(",")));
+    }
+    Ok(table
+        .create()
+        .with_columns(schema.fields().cloned())
+        .with_configuration(props)
+        .with_raise_if_key_not_exists(false)
+        .with_save_mode(SaveMode::Ignore)
+        .await?)
+}

@@ -1,0 +1,89 @@
+//! One error type for the whole program: a message that already says what went wrong and
+//! where (table, file, line, column or setting), rendered by `main` as one `F_JX0D03:` line.
+
+use std::fmt;
+
+/// An error whose message is complete and safe to print: it names the place at fault and
+/// never contains a credential (see [`crate::storage::redact`]).
+#[derive(Debug)]
+pub struct Error {
+    message: String,
+}
+
+/// Result with the program's error type.
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+impl Error {
+    /// An error with this exact message.
+    pub fn msg(message: impl Into<String>) -> Self {
+        Error {
+            message: message.into(),
+        }
+    }
+
+    /// Puts `context: ` in front of the message, e.g. the table or file it concerns.
+    pub fn context(self, context: impl fmt::Display) -> Self {
+        Error {
+            message: format!("{context}: {}", self.message),
+        }
+    }
+
+    /// The message, without any prefix.
+    pub fn message(&self) -> &str {
+        &self.message
+    }
+}
+
+impl fmt::Display for Error {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.message)
+    }
+}
+
+impl std::error::Error for Error {}
+
+/// Adds context to any fallible result, turning its error into ours.
+pub trait Context<T> {
+    /// Prefixes the error with `context`.
+    fn context(self, context: impl fmt::Display) -> Result<T>;
+    /// Prefixes the error with a lazily built context.
+    fn with_context<C: fmt::Display>(self, f: impl FnOnce() -> C) -> Result<T>;
+}
+
+impl<T, E: Into<Error>> Context<T> for std::result::Result<T, E> {
+    fn context(self, context: impl fmt::Display) -> Result<T> {
+        self.map_err(|e| e.into().context(context))
+    }
+    fn with_context<C: fmt::Display>(self, f: impl FnOnce() -> C) -> Result<T> {
+        self.map_err(|e| e.into().context(f()))
+    }
+}
+
+macro_rules! from_display {
+    ($($t:ty),*) => {$(
+        impl From<$t> for Error {
+            fn from(e: $t) -> Self {
+                Error::msg(crate::storage::redact(&e.to_string()))
+            }
+        }
+    )*};
+}
+
+from_display!(
+    std::io::Error,
+    deltalake::DeltaTableError,
+    datafusion::error::DataFusionError,
+    arrow::error::ArrowError,
+    parquet::errors::ParquetError,
+    object_store::Error,
+    serde_json::Error,
+    url::ParseError
+);
+
+/// Returns early with a formatted [`Error`].
+#[macro_export]
+macro_rules! bail {
+    ($($arg:tt)*) => {
+        return Err($crate::error::Error::msg(format!($($arg)*)))
+    };
+}

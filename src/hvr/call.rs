@@ -1,0 +1,124 @@
+//! One AgentPlugin call, `hvrlake <mode> <channel> <location> [userarg]`: the `*_begin` modes
+//! check the settings, the `*_end` modes run the pipeline over the listed files.
+
+use std::collections::HashMap;
+use std::io::Write;
+
+use super::env::HvrEnv;
+use super::files::FilePattern;
+use crate::bail;
+use crate::error::{Error, Result};
+use crate::pipeline::{self, InputFile, Kind, TableSpec};
+use crate::settings::Settings;
+use crate::storage;
+
+/// The modes hvrlake acts on; HVR's other modes exit 2 without output.
+pub const MODES: &[(&str, &str)] = &[
+    ("refr_write_begin", "checks the settings; changes nothing"),
+    (
+        "refr_write_end",
+        "replaces every table in HVR_TBL_NAMES with exactly its refresh rows (no file: the table becomes empty)",
+    ),
+    ("integ_begin", "checks the settings; changes nothing"),
+    (
+        "integ_end",
+        "applies the cycle's changes: one Delta commit per table, then removes the files",
+    ),
+];
+
+/// Runs one call. `Ok` means exit 0.
+pub async fn run(
+    mode: &str,
+    channel: &str,
+    location: &str,
+    userarg: Option<&str>,
+    env: &HashMap<String, String>,
+) -> Result<()> {
+    let _ = (channel, location);
+    let settings = Settings::from_sources(userarg, env)?;
+    let hvr = HvrEnv::from_env(env)?;
+    let lake = storage::lake_url(&settings.target)?;
+    let kind = match mode {
+        "refr_write_begin" | "integ_begin" => return Ok(()),
+        "refr_write_end" => Kind::Refresh,
+        "integ_end" => Kind::Integrate,
+        other => bail!("mode '{other}' is not handled"),
+    };
+    let _ = lake;
+    let pattern = FilePattern::new(&settings.file_pattern)?;
+    let loc = match &hvr.file_loc {
+        Some(l) => Some(storage::local_file_loc(l)?),
+        None if hvr.files.is_empty() => None,
+        None => bail!("HVR_FILE_LOC is not set but HVR_FILE_NAMES lists files"),
+    };
+    let mut specs: Vec<TableSpec> = hvr
+        .tables
+        .iter()
+        .map(|t| TableSpec {
+            name: t.name.clone(),
+            base_name: t.base_name.clone(),
+            keys: t.keys.clone(),
+            columns: t.columns.clone(),
+            channel_columns: t.channel_columns.clone(),
+            files: Vec::new(),
+        })
+        .collect();
+    for (n, f) in hvr.files.iter().enumerate() {
+        let Some(table) = pattern.table_of(f) else {
+            bail!(
+                "file {f}: its name does not match setting 'file_pattern' ({})",
+                settings.file_pattern
+            );
+        };
+        let Some(spec) = specs
+            .iter_mut()
+            .find(|s| s.name.eq_ignore_ascii_case(table))
+        else {
+            bail!("file {f}: names table '{table}', which is not in HVR_TBL_NAMES");
+        };
+        let path = storage::file_path(loc.as_ref().expect("a location when files are listed"), f)?;
+        spec.files.push(InputFile {
+            name: f.clone(),
+            path,
+            expected_rows: hvr.file_rows.get(n).copied(),
+        });
+    }
+    if kind == Kind::Integrate {
+        // integ_end lists only tables with changes; a listed table without files has none.
+        specs.retain(|s| !s.files.is_empty());
+    }
+    let stdout = std::io::stdout();
+    pipeline::run(kind, specs.clone(), &settings, |s| {
+        let _ = writeln!(stdout.lock(), "hvrlake: {mode}: {s}");
+    })
+    .await?;
+    if !settings.keep_files {
+        for spec in &specs {
+            for f in &spec.files {
+                if let Err(e) = std::fs::remove_file(&f.path)
+                    && e.kind() != std::io::ErrorKind::NotFound
+                {
+                    eprintln!(
+                        "W_JX0E00: {}: committed, but the file could not be removed: {}",
+                        f.name,
+                        storage::redact(&e.to_string())
+                    );
+                }
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Whether hvrlake handles this mode.
+pub fn handles(mode: &str) -> bool {
+    MODES.iter().any(|(m, _)| *m == mode)
+}
+
+/// Turns an error into the one line HVR shows in the job log.
+pub fn error_line(e: &Error) -> String {
+    format!(
+        "F_JX0D03: {}",
+        storage::redact(e.message()).replace('\n', " ")
+    )
+}

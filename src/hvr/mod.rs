@@ -1,0 +1,6 @@
+//! The HVR side: the AgentPlugin call (`call`), its `HVR_*` environment (`env`) and how the
+//! files it lists map to tables (`files`).
+
+pub mod call;
+pub mod env;
+pub mod files;

@@ -1,0 +1,22 @@
+//! hvrlake loads the files an HVR channel writes into Delta Lake tables, exactly once.
+//!
+//! The pipeline, in the order data flows:
+//! - [`hvr`]: the AgentPlugin call and its `HVR_*` environment → tables and their files;
+//! - [`settings`]: userarg + `HVRLAKE_*` + TOML file → one validated [`settings::Settings`];
+//! - [`read`]: each file, memory-mapped and parsed in parallel → typed Arrow change batches;
+//! - [`change`]: what each `hvr_op` means and how changes are ordered;
+//! - [`coalesce`]: the changes of a table → the last change per key (DataFusion);
+//! - [`commit`]: the net changes → one Delta transaction per table (merge, or refresh overwrite);
+//! - [`storage`]: lake and table URLs, file locations, credentials kept out of output;
+//! - [`pipeline`]: one call's read → coalesce → commit for every table.
+
+pub mod change;
+pub mod cli;
+pub mod coalesce;
+pub mod commit;
+pub mod error;
+pub mod hvr;
+pub mod pipeline;
+pub mod read;
+pub mod settings;
+pub mod storage;

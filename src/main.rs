@@ -1,0 +1,8 @@
+//! The `hvrlake` binary: see [`hvrlake::cli`].
+
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
+fn main() {
+    std::process::exit(hvrlake::cli::main());
+}

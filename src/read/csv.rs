@@ -1,0 +1,737 @@
+//! HVR CSV → typed Arrow change batches, in parallel.
+//!
+//! The body after the header is cut into pieces of about `chunk_bytes` at record boundaries
+//! found by quote parity: each piece counts its quotes and notes its first newline at even
+//! and at odd parity, and a prefix pass picks, for every piece, the newline that is really
+//! outside quotes. Pieces are then tokenized and decoded on rayon's pool. Anything
+//! unexpected (a stray quote, a bad record) sends the file through the same decoder as one
+//! piece, so errors are reported at the first bad place in file order.
+
+use std::borrow::Cow;
+use std::sync::Arc;
+
+use arrow::array::{
+    ArrayRef, BinaryBuilder, BooleanBuilder, Date32Builder, Decimal128Builder, Float32Builder,
+    Float64Builder, Int8Builder, Int16Builder, Int32Builder, Int64Builder, RecordBatch,
+    StringBuilder, TimestampMicrosecondBuilder, TimestampNanosecondBuilder, new_null_array,
+};
+use arrow::datatypes::{DataType, TimeUnit};
+use memchr::{memchr, memchr2};
+use rayon::prelude::*;
+
+use super::types::{self, Inference};
+use super::{FileColumns, TableLayout, shown};
+use crate::change::{self, Op};
+use crate::error::{Error, Result};
+use crate::settings::CsvDialect;
+
+const QUOTED: u32 = 1 << 31;
+const ESCAPED: u32 = 1 << 30;
+const OFFSET: u32 = ESCAPED - 1;
+const MAX_PIECE: usize = OFFSET as usize;
+
+/// One field of a tokenized piece: offsets relative to the piece, flags in `start`'s top bits.
+#[derive(Clone, Copy, Debug)]
+struct Tok {
+    start: u32,
+    end: u32,
+}
+
+/// A problem at a byte offset of the file, turned into `file:line:col` by [`CsvFile::error`].
+#[derive(Debug)]
+struct At {
+    pos: usize,
+    msg: String,
+}
+
+/// One CSV file, UTF-8, split into record-aligned pieces.
+pub struct CsvFile<'a> {
+    bytes: &'a [u8],
+    name: &'a str,
+    dialect: &'a CsvDialect,
+    /// The header's column names.
+    pub header: Vec<String>,
+    /// Piece boundaries: piece i is `bytes[bounds[i]..bounds[i+1]]`.
+    bounds: Vec<usize>,
+}
+
+impl<'a> CsvFile<'a> {
+    /// Reads the header and cuts the body into pieces of about `chunk_bytes`.
+    pub fn open(
+        bytes: &'a [u8],
+        name: &'a str,
+        dialect: &'a CsvDialect,
+        chunk_bytes: usize,
+    ) -> Result<Self> {
+        let mut f = CsvFile {
+            bytes,
+            name,
+            dialect,
+            header: Vec::new(),
+            bounds: Vec::new(),
+        };
+        let mut toks = Vec::new();
+        let header_end = match f.tokenize_record(0, &mut toks) {
+            Ok(end) => end,
+            Err(at) => return Err(f.error(at)),
+        };
+        let head = &bytes[..header_end];
+        if let Err(e) = std::str::from_utf8(head) {
+            return Err(f.error(At {
+                pos: e.valid_up_to(),
+                msg: "invalid UTF-8 in the header".into(),
+            }));
+        }
+        f.header = toks
+            .iter()
+            .map(|t| String::from_utf8_lossy(&field(head, *t)).trim().to_string())
+            .collect();
+        if f.header.iter().all(|h| h.is_empty()) {
+            return Err(f.error(At {
+                pos: 0,
+                msg: "the header line names no columns".into(),
+            }));
+        }
+        f.bounds = split(
+            bytes,
+            header_end,
+            chunk_bytes.clamp(1, MAX_PIECE),
+            dialect.quote,
+        );
+        Ok(f)
+    }
+
+    /// Infers a type for each file position from every non-NULL value, in parallel.
+    pub fn infer(&self) -> Result<Vec<Inference>> {
+        let n = self.header.len();
+        let per_piece = self.pieces_try(|start, end, toks| {
+            let mut inf = vec![Inference::default(); n];
+            let piece = &self.bytes[start..end];
+            for rec in toks.chunks_exact(n) {
+                for (i, t) in rec.iter().enumerate() {
+                    if !self.is_null(piece, *t) {
+                        inf[i].add(&field(piece, *t));
+                    }
+                }
+            }
+            Ok(inf)
+        })?;
+        let mut all = vec![Inference::default(); n];
+        for p in per_piece {
+            for (a, b) in all.iter_mut().zip(&p) {
+                a.merge(b);
+            }
+        }
+        Ok(all)
+    }
+
+    /// Decodes every record into change batches of `layout`, `file_index` ordering files.
+    pub fn decode(
+        &self,
+        layout: &TableLayout,
+        plan: &FileColumns,
+        file_index: u32,
+    ) -> Result<Vec<RecordBatch>> {
+        let schema = layout.change_schema();
+        let pieces = self.pieces_try(|start, end, toks| {
+            let piece_no = self.bounds.iter().position(|&b| b == start).unwrap_or(0) as u32;
+            let d = PieceDecoder {
+                file: self,
+                piece: &self.bytes[start..end],
+                base: start,
+                toks,
+                ncols: self.header.len(),
+            };
+            let columns = d.decode(layout, plan, file_index, piece_no)?;
+            RecordBatch::try_new(schema.clone(), columns).map_err(|e| At {
+                pos: start,
+                msg: e.to_string(),
+            })
+        })?;
+        Ok(pieces.into_iter().filter(|b| b.num_rows() > 0).collect())
+    }
+
+    /// Runs `f` on every tokenized piece in parallel; on any failure, re-runs the whole body
+    /// as one piece so the error reported is the first in file order.
+    fn pieces_try<T: Send>(
+        &self,
+        f: impl Fn(usize, usize, &[Tok]) -> Result<T, At> + Sync,
+    ) -> Result<Vec<T>> {
+        let run = |start: usize, end: usize, split: bool| -> Result<T, At> {
+            if end - start > MAX_PIECE {
+                return Err(At {
+                    pos: start,
+                    msg: format!("a record run longer than {MAX_PIECE} bytes"),
+                });
+            }
+            let piece = &self.bytes[start..end];
+            if let Err(e) = std::str::from_utf8(piece) {
+                return Err(At {
+                    pos: start + e.valid_up_to(),
+                    msg: "invalid UTF-8 (set csv_encoding if the files are not UTF-8)".into(),
+                });
+            }
+            let toks = self.tokenize(start, end, split)?;
+            f(start, end, &toks)
+        };
+        let ranges: Vec<(usize, usize)> = self.bounds.windows(2).map(|w| (w[0], w[1])).collect();
+        let split = ranges.len() > 1;
+        let parallel: Result<Vec<T>, At> =
+            ranges.par_iter().map(|&(s, e)| run(s, e, split)).collect();
+        match parallel {
+            Ok(v) => Ok(v),
+            Err(_) if ranges.len() > 1 => {
+                let (start, end) = (ranges[0].0, ranges[ranges.len() - 1].1);
+                run(start, end, false)
+                    .map(|t| vec![t])
+                    .map_err(|at| self.error(at))
+            }
+            Err(at) => Err(self.error(at)),
+        }
+    }
+
+    /// Tokenizes `bytes[start..end]`, which begins and ends at record boundaries.
+    /// With `split`, a stray quote is an error, since it makes the parity split unsafe.
+    fn tokenize(&self, start: usize, end: usize, split: bool) -> Result<Vec<Tok>, At> {
+        let ncols = self.header.len();
+        let mut toks = Vec::with_capacity((end - start) / 8);
+        let mut pos = start;
+        let mut stray = false;
+        while pos < end {
+            let before = toks.len();
+            let next = self.tokenize_in(pos, end, start, &mut toks, &mut stray)?;
+            let found = toks.len() - before;
+            if found != ncols {
+                return Err(At {
+                    pos,
+                    msg: format!("expected {ncols} fields as in the header, found {found}"),
+                });
+            }
+            pos = next;
+        }
+        if stray && split {
+            // A quote inside an unquoted field breaks quote parity: only a sequential split is safe.
+            return Err(At {
+                pos: start,
+                msg: "quote inside an unquoted field".into(),
+            });
+        }
+        Ok(toks)
+    }
+
+    fn tokenize_record(&self, pos: usize, toks: &mut Vec<Tok>) -> Result<usize, At> {
+        let mut stray = false;
+        self.tokenize_in(pos, self.bytes.len(), 0, toks, &mut stray)
+    }
+
+    /// Tokenizes one record at `pos` (offsets relative to `base`); returns where the next starts.
+    fn tokenize_in(
+        &self,
+        mut i: usize,
+        end: usize,
+        base: usize,
+        toks: &mut Vec<Tok>,
+        stray: &mut bool,
+    ) -> Result<usize, At> {
+        let s = self.bytes;
+        let (sep, quote) = (self.dialect.separator, self.dialect.quote);
+        loop {
+            if i < end && s[i] == quote {
+                let open = i;
+                let fstart = i + 1;
+                let mut j = fstart;
+                let mut flags = QUOTED;
+                loop {
+                    match memchr(quote, &s[j..end]) {
+                        None => {
+                            return Err(At {
+                                pos: open,
+                                msg: "quoted field is never closed".into(),
+                            });
+                        }
+                        Some(k) => {
+                            j += k;
+                            if j + 1 < end && s[j + 1] == quote {
+                                flags |= ESCAPED;
+                                j += 2;
+                            } else {
+                                break;
+                            }
+                        }
+                    }
+                }
+                toks.push(Tok {
+                    start: (fstart - base) as u32 | flags,
+                    end: (j - base) as u32,
+                });
+                i = j + 1;
+                if i < end && s[i] == b'\r' && i + 1 < end && s[i + 1] == b'\n' {
+                    i += 1;
+                }
+                if i >= end {
+                    return Ok(end);
+                }
+                if s[i] == sep {
+                    i += 1;
+                    continue;
+                }
+                if s[i] == b'\n' {
+                    return Ok(i + 1);
+                }
+                return Err(At {
+                    pos: i,
+                    msg: format!("unexpected {} after a closing quote", shown(&s[i..i + 1])),
+                });
+            }
+            let stop = memchr2(sep, b'\n', &s[i..end]).map_or(end, |k| i + k);
+            let mut fend = stop;
+            if stop < end && s[stop] == b'\n' && fend > i && s[fend - 1] == b'\r' {
+                fend -= 1;
+            }
+            if !*stray && memchr(quote, &s[i..fend]).is_some() {
+                *stray = true;
+            }
+            toks.push(Tok {
+                start: (i - base) as u32,
+                end: (fend - base) as u32,
+            });
+            if stop >= end {
+                return Ok(end);
+            }
+            if s[stop] == sep {
+                i = stop + 1;
+                continue;
+            }
+            return Ok(stop + 1);
+        }
+    }
+
+    fn is_null(&self, piece: &[u8], t: Tok) -> bool {
+        if t.start & QUOTED != 0 {
+            return false;
+        }
+        let v = &piece[(t.start & OFFSET) as usize..t.end as usize];
+        match &self.dialect.null {
+            Some(token) => v == token.as_bytes(),
+            None => v.is_empty(),
+        }
+    }
+
+    /// Turns a byte offset into `file:line:col: message` (1-based, col in characters).
+    fn error(&self, at: At) -> Error {
+        let pos = at.pos.min(self.bytes.len());
+        let before = &self.bytes[..pos];
+        let line = memchr::memchr_iter(b'\n', before).count() + 1;
+        let line_start = memchr::memrchr(b'\n', before).map_or(0, |p| p + 1);
+        let col = before[line_start..]
+            .iter()
+            .filter(|&&b| (b & 0xC0) != 0x80)
+            .count()
+            + 1;
+        Error::msg(format!("{}:{line}:{col}: {}", self.name, at.msg))
+    }
+}
+
+/// The text of a field, with doubled quotes undone.
+fn field(piece: &[u8], t: Tok) -> Cow<'_, [u8]> {
+    let v = &piece[(t.start & OFFSET) as usize..t.end as usize];
+    if t.start & ESCAPED == 0 {
+        return Cow::Borrowed(v);
+    }
+    let q = piece[(t.start & OFFSET) as usize - 1];
+    let mut out = Vec::with_capacity(v.len());
+    let mut i = 0;
+    while i < v.len() {
+        out.push(v[i]);
+        i += if v[i] == q { 2 } else { 1 };
+    }
+    Cow::Owned(out)
+}
+
+/// Cuts `bytes[body..]` into pieces of about `size` at newlines outside quotes.
+fn split(bytes: &[u8], body: usize, size: usize, quote: u8) -> Vec<usize> {
+    let len = bytes.len();
+    let starts: Vec<usize> = (body..len).step_by(size.max(1)).collect();
+    // For each fixed piece: quote count, first newline at even and at odd quote parity.
+    let scans: Vec<(usize, Option<usize>, Option<usize>)> = starts
+        .par_iter()
+        .map(|&s| {
+            let e = (s + size).min(len);
+            let piece = &bytes[s..e];
+            let (mut quotes, mut even, mut odd) = (0usize, None, None);
+            let mut i = 0;
+            while let Some(k) = memchr2(quote, b'\n', &piece[i..]) {
+                let p = i + k;
+                if piece[p] == quote {
+                    quotes += 1;
+                } else if quotes % 2 == 0 {
+                    even.get_or_insert(s + p);
+                } else {
+                    odd.get_or_insert(s + p);
+                }
+                i = p + 1;
+                if even.is_some() && odd.is_some() {
+                    quotes += memchr::memchr_iter(quote, &piece[i..]).count();
+                    break;
+                }
+            }
+            (quotes, even, odd)
+        })
+        .collect();
+    let mut bounds = vec![body];
+    let mut inside = false;
+    for (i, (quotes, even, odd)) in scans.iter().enumerate() {
+        if i > 0 {
+            let nl = if inside { odd } else { even };
+            if let Some(nl) = nl
+                && nl + 1 > *bounds.last().unwrap()
+                && nl + 1 < len
+            {
+                bounds.push(nl + 1);
+            }
+        }
+        inside ^= quotes % 2 == 1;
+    }
+    bounds.push(len.max(body));
+    bounds.dedup();
+    if bounds.len() == 1 {
+        bounds.push(body);
+    }
+    bounds
+}
+
+/// Decodes one tokenized piece into the columns of a change batch.
+struct PieceDecoder<'p, 'f> {
+    file: &'p CsvFile<'f>,
+    piece: &'p [u8],
+    base: usize,
+    toks: &'p [Tok],
+    ncols: usize,
+}
+
+impl PieceDecoder<'_, '_> {
+    fn rows(&self) -> usize {
+        self.toks.len() / self.ncols
+    }
+
+    fn tok(&self, row: usize, pos: usize) -> Tok {
+        self.toks[row * self.ncols + pos]
+    }
+
+    fn at(&self, t: Tok, msg: String) -> At {
+        At {
+            pos: self.base + (t.start & OFFSET) as usize,
+            msg,
+        }
+    }
+
+    fn decode(
+        &self,
+        layout: &TableLayout,
+        plan: &FileColumns,
+        file_index: u32,
+        piece_no: u32,
+    ) -> Result<Vec<ArrayRef>, At> {
+        let rows = self.rows();
+        // Operation per row first: key checks depend on it.
+        let mut ops = Int8Builder::with_capacity(rows);
+        let mut op_of_row = Vec::with_capacity(rows);
+        for r in 0..rows {
+            let op = if layout.refresh {
+                Op::Upsert
+            } else {
+                self.op(r, plan, &layout.op_column)?
+            };
+            op_of_row.push(op);
+            ops.append_value(op as i8);
+        }
+        let mut columns: Vec<ArrayRef> = Vec::with_capacity(plan.data.len() + 2);
+        for (ci, f) in layout.columns.fields().iter().enumerate() {
+            let col = match plan.data[ci] {
+                None => new_null_array(f.data_type(), rows),
+                Some(pos) => self.column(pos, f.name(), f.data_type())?,
+            };
+            if !layout.refresh && layout.keys.contains(&ci) && col.null_count() > 0 {
+                for (r, op) in op_of_row.iter().enumerate() {
+                    if col.is_null(r) && !op.allows_null_key() {
+                        let pos = plan.data[ci].expect("a key column present in the file");
+                        return Err(self.at(
+                            self.tok(r, pos),
+                            format!("key column '{}' is NULL", f.name()),
+                        ));
+                    }
+                }
+            }
+            columns.push(col);
+        }
+        columns.push(Arc::new(ops.finish()));
+        let mut order = BinaryBuilder::with_capacity(rows, rows * 24);
+        let mut buf = Vec::with_capacity(64);
+        for r in 0..rows {
+            buf.clear();
+            if let Some(pos) = plan.seq {
+                let t = self.tok(r, pos);
+                let v = field(self.piece, t);
+                if self.file.is_null(self.piece, t) || !change::encode_seq(&v, &mut buf) {
+                    return Err(self.at(
+                        t,
+                        format!("{} {} is not |-separated hex", layout.seq_column, shown(&v)),
+                    ));
+                }
+            } else {
+                buf.push(0);
+            }
+            buf.extend_from_slice(&file_index.to_be_bytes());
+            buf.extend_from_slice(&piece_no.to_be_bytes());
+            buf.extend_from_slice(&(r as u32).to_be_bytes());
+            order.append_value(&buf);
+        }
+        columns.push(Arc::new(order.finish()));
+        Ok(columns)
+    }
+
+    fn op(&self, r: usize, plan: &FileColumns, op_name: &str) -> Result<Op, At> {
+        if let Some(pos) = plan.flag {
+            let t = self.tok(r, pos);
+            if !self.file.is_null(self.piece, t) {
+                let v = field(self.piece, t);
+                match types::parse_bool(&v) {
+                    Some(true) => {
+                        // A flagged row is a delete; keep a partial-key delete as such.
+                        let op = match plan.op {
+                            Some(_) => self.op(
+                                r,
+                                &FileColumns {
+                                    flag: None,
+                                    ..plan.clone()
+                                },
+                                op_name,
+                            )?,
+                            None => Op::Delete,
+                        };
+                        return Ok(if op == Op::PartialDelete {
+                            op
+                        } else {
+                            Op::Delete
+                        });
+                    }
+                    Some(false) => {}
+                    None => {
+                        return Err(
+                            self.at(t, format!("soft-delete flag {} is not 0 or 1", shown(&v)))
+                        );
+                    }
+                }
+            }
+        }
+        let Some(pos) = plan.op else {
+            return Ok(Op::Upsert);
+        };
+        let t = self.tok(r, pos);
+        let v = field(self.piece, t);
+        if self.file.is_null(self.piece, t) {
+            return Err(self.at(t, format!("{op_name} is NULL")));
+        }
+        match types::parse_i64(&v) {
+            Some(code) => Op::from_hvr(code).ok_or_else(|| {
+                self.at(
+                    t,
+                    format!("{op_name} {code} is not an operation hvrlake applies (0-5, 8, 10-12)"),
+                )
+            }),
+            None => Err(self.at(t, format!("{op_name} {} is not an integer", shown(&v)))),
+        }
+    }
+
+    fn column(&self, pos: usize, name: &str, ty: &DataType) -> Result<ArrayRef, At> {
+        let rows = self.rows();
+        macro_rules! build {
+            ($builder:expr, $parse:expr, $what:expr) => {{
+                let mut b = $builder;
+                for r in 0..rows {
+                    let t = self.tok(r, pos);
+                    if self.file.is_null(self.piece, t) {
+                        b.append_null();
+                        continue;
+                    }
+                    let v = field(self.piece, t);
+                    match $parse(&*v) {
+                        Some(x) => b.append_value(x),
+                        None => {
+                            return Err(self.at(
+                                t,
+                                format!("column '{name}': {} is not a valid {}", shown(&v), $what),
+                            ));
+                        }
+                    }
+                }
+                Arc::new(b.finish()) as ArrayRef
+            }};
+        }
+        let what = types::type_name(ty);
+        Ok(match ty {
+            DataType::Int64 => build!(Int64Builder::with_capacity(rows), types::parse_i64, what),
+            DataType::Int32 => build!(
+                Int32Builder::with_capacity(rows),
+                |v| types::parse_i64(v).and_then(|x| i32::try_from(x).ok()),
+                what
+            ),
+            DataType::Int16 => build!(
+                Int16Builder::with_capacity(rows),
+                |v| types::parse_i64(v).and_then(|x| i16::try_from(x).ok()),
+                what
+            ),
+            DataType::Int8 => build!(
+                Int8Builder::with_capacity(rows),
+                |v| types::parse_i64(v).and_then(|x| i8::try_from(x).ok()),
+                what
+            ),
+            DataType::Float64 => build!(Float64Builder::with_capacity(rows), parse_f64, what),
+            DataType::Float32 => build!(
+                Float32Builder::with_capacity(rows),
+                |v| parse_f64(v).map(|x| x as f32),
+                what
+            ),
+            DataType::Boolean => {
+                build!(BooleanBuilder::with_capacity(rows), types::parse_bool, what)
+            }
+            DataType::Date32 => build!(Date32Builder::with_capacity(rows), types::parse_date, what),
+            DataType::Decimal128(p, s) => {
+                let (p, s) = (*p, *s);
+                let a = build!(
+                    Decimal128Builder::with_capacity(rows),
+                    |v| types::parse_decimal(v, p, s),
+                    what
+                );
+                Arc::new(
+                    arrow::array::Decimal128Array::from(a.to_data())
+                        .with_precision_and_scale(p, s)
+                        .map_err(|e| At {
+                            pos: self.base,
+                            msg: e.to_string(),
+                        })?,
+                )
+            }
+            DataType::Timestamp(TimeUnit::Microsecond, tz) => {
+                let a = build!(
+                    TimestampMicrosecondBuilder::with_capacity(rows),
+                    types::parse_timestamp_micros,
+                    what
+                );
+                Arc::new(
+                    arrow::array::TimestampMicrosecondArray::from(a.to_data())
+                        .with_timezone_opt(tz.clone()),
+                )
+            }
+            DataType::Timestamp(TimeUnit::Nanosecond, tz) => {
+                let a = build!(
+                    TimestampNanosecondBuilder::with_capacity(rows),
+                    |v| types::parse_timestamp_micros(v).and_then(|m| m.checked_mul(1000)),
+                    what
+                );
+                Arc::new(
+                    arrow::array::TimestampNanosecondArray::from(a.to_data())
+                        .with_timezone_opt(tz.clone()),
+                )
+            }
+            DataType::Binary => build!(
+                BinaryBuilder::with_capacity(rows, 0),
+                types::parse_hex,
+                what
+            ),
+            DataType::Utf8 => {
+                let mut b =
+                    StringBuilder::with_capacity(rows, self.piece.len() / self.ncols.max(1));
+                for r in 0..rows {
+                    let t = self.tok(r, pos);
+                    if self.file.is_null(self.piece, t) {
+                        b.append_null();
+                    } else {
+                        // The piece was checked as UTF-8 and fields are cut at ASCII bytes.
+                        b.append_value(std::str::from_utf8(&field(self.piece, t)).map_err(
+                            |e| At {
+                                pos: self.base,
+                                msg: e.to_string(),
+                            },
+                        )?);
+                    }
+                }
+                Arc::new(b.finish())
+            }
+            other => {
+                let text = self.column(pos, name, &DataType::Utf8)?;
+                arrow::compute::cast(&text, other).map_err(|e| {
+                    self.at(
+                        self.tok(0, pos),
+                        format!("column '{name}' cannot be read as {other}: {e}"),
+                    )
+                })?
+            }
+        })
+    }
+}
+
+fn parse_f64(v: &[u8]) -> Option<f64> {
+    std::str::from_utf8(v).ok()?.trim().parse().ok()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::settings::Encoding;
+
+    fn dialect() -> CsvDialect {
+        CsvDialect {
+            separator: b',',
+            quote: b'"',
+            null: None,
+            encoding: Encoding::Utf8,
+        }
+    }
+
+    fn records(text: &str, chunk: usize) -> Result<Vec<Vec<String>>> {
+        let d = dialect();
+        let f = CsvFile::open(text.as_bytes(), "t.csv", &d, chunk)?;
+        let n = f.header.len();
+        let out = f.pieces_try(|s, e, toks| {
+            Ok(toks
+                .chunks_exact(n)
+                .map(|r| {
+                    r.iter()
+                        .map(|t| String::from_utf8(field(&f.bytes[s..e], *t).into_owned()).unwrap())
+                        .collect::<Vec<_>>()
+                })
+                .collect::<Vec<_>>())
+        })?;
+        Ok(out.into_iter().flatten().collect())
+    }
+
+    #[test]
+    fn every_piece_size_gives_the_same_records() {
+        let text = "a,b\n1,\"x,\ny\"\n2,\"q\"\"uote\"\n3,Müller 東京\n\"4\",\n5,\"\n\n\"\"\"\n";
+        let want = records(text, 1 << 20).unwrap();
+        assert_eq!(want.len(), 5);
+        assert_eq!(want[0], vec!["1", "x,\ny"]);
+        assert_eq!(want[1], vec!["2", "q\"uote"]);
+        assert_eq!(want[4], vec!["5", "\n\n\""]);
+        for chunk in 1..text.len() + 2 {
+            assert_eq!(records(text, chunk).unwrap(), want, "chunk {chunk}");
+        }
+    }
+
+    #[test]
+    fn errors_name_line_and_column() {
+        let e = records("a,b\n1,2\n3,\"open\n4,5\n", 3).unwrap_err();
+        assert_eq!(e.message(), "t.csv:3:3: quoted field is never closed");
+        let e = records("a,b\n1,2\n3\n", 2).unwrap_err();
+        assert_eq!(
+            e.message(),
+            "t.csv:3:1: expected 2 fields as in the header, found 1"
+        );
+        let bad = b"a,b\n1,\xff\n";
+        let d = dialect();
+        let f = CsvFile::open(bad, "t.csv", &d, 4).unwrap();
+        let e = f.infer().unwrap_err();
+        assert!(e.message().starts_with("t.csv:2:3: invalid UTF-8"), "{e}");
+    }
+}

@@ -1,0 +1,517 @@
+//! One validated [`Settings`] built from three sources, highest precedence first: the
+//! AgentPlugin userarg (`name=value ...`), `HVRLAKE_<NAME>` environment variables (set with
+//! HVR's Environment action), and an optional TOML file (`config=path`).
+
+use std::collections::{BTreeMap, HashMap};
+use std::path::Path;
+
+use crate::bail;
+use crate::error::{Error, Result};
+use crate::read::types::DeclaredType;
+
+/// A setting's name, default and one-line meaning; drives parsing, `--help` and docs.
+pub struct SettingDoc {
+    /// The name used in the userarg and the TOML file; the variable is `HVRLAKE_<NAME>`.
+    pub name: &'static str,
+    /// The default, or "" for none.
+    pub default: &'static str,
+    /// What the setting does.
+    pub doc: &'static str,
+}
+
+/// Every setting hvrlake knows.
+pub const SETTINGS: &[SettingDoc] = &[
+    SettingDoc {
+        name: "target",
+        default: "",
+        doc: "lake root: a path, file://, s3:// or abfss:// URL; table T lives at <target>/T and sch.T at <target>/sch/T (required)",
+    },
+    SettingDoc {
+        name: "config",
+        default: "",
+        doc: "TOML file with more settings (lowest precedence)",
+    },
+    SettingDoc {
+        name: "op_column",
+        default: "hvr_op",
+        doc: "extra column holding {hvr_op}",
+    },
+    SettingDoc {
+        name: "delete_column",
+        default: "is_deleted",
+        doc: "extra /SoftDelete flag column; a row whose flag is 1 is a delete",
+    },
+    SettingDoc {
+        name: "seq_column",
+        default: "hvr_integ_seq",
+        doc: "extra column holding {hvr_integ_seq}; orders the changes of a table",
+    },
+    SettingDoc {
+        name: "keep_hvr_columns",
+        default: "false",
+        doc: "write the hvr_* extra columns (and the flag column) to the tables too",
+    },
+    SettingDoc {
+        name: "keep_files",
+        default: "false",
+        doc: "leave the processed files in the file location after a successful commit",
+    },
+    SettingDoc {
+        name: "file_pattern",
+        default: "{hvr_integ_tstamp}-{hvr_tbl_name}.*",
+        doc: "how a file name maps to its table: {hvr_tbl_name} is the table, other {..} and * match any text within one path segment",
+    },
+    SettingDoc {
+        name: "format",
+        default: "auto",
+        doc: "input format: auto (by extension: .parquet is Parquet, anything else CSV), csv or parquet",
+    },
+    SettingDoc {
+        name: "csv_separator",
+        default: ",",
+        doc: "CSV field separator (one character; \\t for tab)",
+    },
+    SettingDoc {
+        name: "csv_quote",
+        default: "\"",
+        doc: "CSV quote character; a quote inside a quoted field is doubled",
+    },
+    SettingDoc {
+        name: "csv_null",
+        default: "",
+        doc: "CSV NULL token such as \\N; when unset an empty unquoted field is NULL",
+    },
+    SettingDoc {
+        name: "csv_encoding",
+        default: "utf-8",
+        doc: "CSV encoding: utf-8, iso-8859-1, windows-1252, utf-16le or utf-16be",
+    },
+    SettingDoc {
+        name: "types",
+        default: "",
+        doc: "declared types for new tables: TABLE.COL=TYPE entries separated by spaces or ;, TYPE one of int64, int32, float64, decimal(P,S), string, boolean, date, timestamp, binary (also type.TABLE.COL=TYPE)",
+    },
+    SettingDoc {
+        name: "check_row_counts",
+        default: "true",
+        doc: "compare each file's rows with HVR_FILE_NROWS and stop on a difference (a cut-short file)",
+    },
+    SettingDoc {
+        name: "chunk_bytes",
+        default: "4194304",
+        doc: "size of the pieces a file is cut into for parallel parsing",
+    },
+];
+
+/// The CSV dialect of the channel's files.
+#[derive(Clone, Debug)]
+pub struct CsvDialect {
+    /// Field separator byte.
+    pub separator: u8,
+    /// Quote byte.
+    pub quote: u8,
+    /// NULL token; `None` means an empty unquoted field is NULL.
+    pub null: Option<String>,
+    /// Text encoding of the files.
+    pub encoding: Encoding,
+}
+
+/// Text encodings HVR can write.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Encoding {
+    /// UTF-8, read without conversion.
+    Utf8,
+    /// ISO-8859-1 (Latin-1).
+    Latin1,
+    /// WINDOWS-1252.
+    Windows1252,
+    /// UTF-16 little endian.
+    Utf16Le,
+    /// UTF-16 big endian.
+    Utf16Be,
+}
+
+/// Input file format.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Format {
+    /// By file extension.
+    Auto,
+    /// HVR CSV.
+    Csv,
+    /// HVR Parquet.
+    Parquet,
+}
+
+/// Everything hvrlake is told to do, validated.
+#[derive(Clone, Debug)]
+pub struct Settings {
+    /// Lake root, as given (may carry credentials: print only through `storage::redact`).
+    pub target: String,
+    /// Name of the op column.
+    pub op_column: String,
+    /// Name of the soft-delete flag column.
+    pub delete_column: String,
+    /// Name of the sequence column.
+    pub seq_column: String,
+    /// Whether extra columns are written to the tables.
+    pub keep_hvr_columns: bool,
+    /// Whether processed files stay in place.
+    pub keep_files: bool,
+    /// File name pattern mapping a file to its table.
+    pub file_pattern: String,
+    /// Input format.
+    pub format: Format,
+    /// CSV dialect.
+    pub csv: CsvDialect,
+    /// Declared types per lower-cased table, then lower-cased column.
+    pub types: HashMap<String, HashMap<String, DeclaredType>>,
+    /// Parallel parse piece size in bytes.
+    pub chunk_bytes: usize,
+    /// Whether file row counts are checked against HVR_FILE_NROWS.
+    pub check_row_counts: bool,
+}
+
+/// Where a raw setting came from, for error messages.
+#[derive(Clone, Debug)]
+enum Origin {
+    Userarg,
+    Env(String),
+    File(String),
+}
+
+impl std::fmt::Display for Origin {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Origin::Userarg => f.write_str("the userarg"),
+            Origin::Env(v) => write!(f, "environment variable {v}"),
+            Origin::File(p) => write!(f, "config file {p}"),
+        }
+    }
+}
+
+type Raw = BTreeMap<String, (String, Origin)>;
+
+impl Settings {
+    /// Builds settings from a userarg string and the process environment.
+    pub fn from_sources(userarg: Option<&str>, env: &HashMap<String, String>) -> Result<Self> {
+        let mut raw: Raw = BTreeMap::new();
+        let mut types_entries: Vec<(String, Origin)> = Vec::new();
+        // Lowest precedence first; later inserts win.
+        let mut from_user = Raw::new();
+        if let Some(arg) = userarg {
+            for token in split_userarg(arg)? {
+                let Some((name, value)) = token.split_once('=') else {
+                    bail!("setting '{token}' in the userarg is not name=value");
+                };
+                from_user.insert(
+                    name.trim().to_string(),
+                    (value.to_string(), Origin::Userarg),
+                );
+            }
+        }
+        let mut from_env = Raw::new();
+        for s in SETTINGS {
+            let var = format!("HVRLAKE_{}", s.name.to_ascii_uppercase());
+            if let Some(v) = env.get(&var) {
+                from_env.insert(s.name.to_string(), (v.clone(), Origin::Env(var)));
+            }
+        }
+        let config = from_user
+            .get("config")
+            .or_else(|| from_env.get("config"))
+            .cloned();
+        if let Some((path, origin)) = config {
+            let file = load_toml(Path::new(&path), &origin, &mut types_entries)?;
+            raw.extend(file);
+        }
+        raw.extend(from_env);
+        for (name, value) in from_user {
+            if let Some(rest) = name.strip_prefix("type.") {
+                types_entries.push((format!("{rest}={}", value.0), value.1));
+            } else {
+                raw.insert(name, value);
+            }
+        }
+        for (name, (_, origin)) in &raw {
+            if !SETTINGS.iter().any(|s| s.name == name) {
+                bail!(
+                    "setting '{name}' (from {origin}) is unknown; `hvrlake --help` lists the settings"
+                );
+            }
+        }
+        Self::validate(raw, types_entries)
+    }
+
+    fn validate(raw: Raw, mut types_entries: Vec<(String, Origin)>) -> Result<Self> {
+        let get = |name: &str| -> (String, Option<Origin>) {
+            match raw.get(name) {
+                Some((v, o)) => (v.clone(), Some(o.clone())),
+                None => (
+                    SETTINGS
+                        .iter()
+                        .find(|s| s.name == name)
+                        .map(|s| s.default)
+                        .unwrap_or("")
+                        .to_string(),
+                    None,
+                ),
+            }
+        };
+        let where_ = |name: &str, o: &Option<Origin>| match o {
+            Some(o) => format!("setting '{name}' (from {o})"),
+            None => format!("setting '{name}'"),
+        };
+        let (target, _) = get("target");
+        if target.trim().is_empty() {
+            bail!(
+                "setting 'target' is missing: give target=URL in the AgentPlugin /UserArgument or set HVRLAKE_TARGET"
+            );
+        }
+        let boolean = |name: &str| -> Result<bool> {
+            let (v, o) = get(name);
+            match v.to_ascii_lowercase().as_str() {
+                "true" | "1" | "yes" | "on" => Ok(true),
+                "false" | "0" | "no" | "off" => Ok(false),
+                _ => bail!("{} is '{v}', expected true or false", where_(name, &o)),
+            }
+        };
+        let one_byte = |name: &str| -> Result<u8> {
+            let (v, o) = get(name);
+            let v = match v.as_str() {
+                "\\t" | "tab" => "\t".to_string(),
+                _ => v,
+            };
+            if v.len() != 1 {
+                bail!(
+                    "{} is '{v}', expected exactly one ASCII character",
+                    where_(name, &o)
+                );
+            }
+            Ok(v.as_bytes()[0])
+        };
+        let non_empty = |name: &str| -> Result<String> {
+            let (v, o) = get(name);
+            if v.is_empty() {
+                bail!("{} is empty", where_(name, &o));
+            }
+            Ok(v)
+        };
+        let (enc, enc_o) = get("csv_encoding");
+        let encoding = match enc.to_ascii_lowercase().replace('_', "-").as_str() {
+            "utf-8" | "utf8" => Encoding::Utf8,
+            "iso-8859-1" | "latin1" | "latin-1" | "us-ascii" | "ascii" => Encoding::Latin1,
+            "windows-1252" | "cp1252" => Encoding::Windows1252,
+            "utf-16le" | "utf-16" => Encoding::Utf16Le,
+            "utf-16be" => Encoding::Utf16Be,
+            _ => bail!(
+                "{} is '{enc}', expected utf-8, iso-8859-1, windows-1252, utf-16le or utf-16be",
+                where_("csv_encoding", &enc_o)
+            ),
+        };
+        let (fmt, fmt_o) = get("format");
+        let format = match fmt.to_ascii_lowercase().as_str() {
+            "auto" | "" => Format::Auto,
+            "csv" => Format::Csv,
+            "parquet" => Format::Parquet,
+            _ => bail!(
+                "{} is '{fmt}', expected auto, csv or parquet",
+                where_("format", &fmt_o)
+            ),
+        };
+        let (null, _) = get("csv_null");
+        let (chunk, chunk_o) = get("chunk_bytes");
+        let chunk_bytes: usize = match chunk.parse() {
+            Ok(n) if n >= 1 => n,
+            _ => bail!(
+                "{} is '{chunk}', expected a positive number of bytes",
+                where_("chunk_bytes", &chunk_o)
+            ),
+        };
+        let (pattern, pattern_o) = get("file_pattern");
+        if !pattern.contains("{hvr_tbl_name}") {
+            bail!(
+                "{} is '{pattern}': it must contain {{hvr_tbl_name}}",
+                where_("file_pattern", &pattern_o)
+            );
+        }
+        if let Some((v, o)) = raw.get("types") {
+            for entry in v
+                .split(|c: char| c == ';' || c.is_whitespace())
+                .filter(|e| !e.is_empty())
+            {
+                types_entries.push((entry.to_string(), o.clone()));
+            }
+        }
+        let mut types: HashMap<String, HashMap<String, DeclaredType>> = HashMap::new();
+        for (entry, origin) in types_entries {
+            let parsed = entry.split_once('=').and_then(|(tc, ty)| {
+                let (t, c) = tc.rsplit_once('.')?;
+                Some((t.to_ascii_lowercase(), c.to_ascii_lowercase(), ty))
+            });
+            let Some((t, c, ty)) = parsed else {
+                bail!("type declaration '{entry}' (from {origin}) is not TABLE.COLUMN=TYPE");
+            };
+            let ty = DeclaredType::parse(ty).map_err(|e| {
+                Error::msg(format!("type declaration '{entry}' (from {origin}): {e}"))
+            })?;
+            types.entry(t).or_default().insert(c, ty);
+        }
+        Ok(Settings {
+            target,
+            op_column: non_empty("op_column")?,
+            delete_column: non_empty("delete_column")?,
+            seq_column: non_empty("seq_column")?,
+            keep_hvr_columns: boolean("keep_hvr_columns")?,
+            keep_files: boolean("keep_files")?,
+            file_pattern: pattern,
+            format,
+            csv: CsvDialect {
+                separator: one_byte("csv_separator")?,
+                quote: one_byte("csv_quote")?,
+                null: if null.is_empty() { None } else { Some(null) },
+                encoding,
+            },
+            types,
+            chunk_bytes,
+            check_row_counts: boolean("check_row_counts")?,
+        })
+    }
+}
+
+/// Splits a userarg on whitespace; single or double quotes group a value with spaces.
+fn split_userarg(arg: &str) -> Result<Vec<String>> {
+    let mut out = Vec::new();
+    let mut cur = String::new();
+    let mut quote: Option<char> = None;
+    let mut any = false;
+    for c in arg.chars() {
+        match (quote, c) {
+            (Some(q), c) if c == q => quote = None,
+            (Some(_), c) => cur.push(c),
+            (None, '\'' | '"') => {
+                quote = Some(c);
+                any = true;
+            }
+            (None, c) if c.is_whitespace() => {
+                if any {
+                    out.push(std::mem::take(&mut cur));
+                    any = false;
+                }
+            }
+            (None, c) => {
+                cur.push(c);
+                any = true;
+            }
+        }
+    }
+    if quote.is_some() {
+        bail!("the userarg has an unclosed quote");
+    }
+    if any {
+        out.push(cur);
+    }
+    Ok(out)
+}
+
+fn load_toml(path: &Path, origin: &Origin, types: &mut Vec<(String, Origin)>) -> Result<Raw> {
+    let shown = path.display().to_string();
+    let text = std::fs::read_to_string(path).map_err(|e| {
+        Error::msg(format!(
+            "setting 'config' (from {origin}): cannot read {shown}: {e}"
+        ))
+    })?;
+    let value: toml::Table = text
+        .parse()
+        .map_err(|e| Error::msg(format!("config file {shown}: {e}")))?;
+    let file_origin = Origin::File(shown.clone());
+    let mut raw = Raw::new();
+    for (k, v) in value {
+        if k == "types" {
+            let Some(tables) = v.as_table() else {
+                bail!("config file {shown}: [types] must be a table of tables");
+            };
+            for (t, cols) in tables {
+                let Some(cols) = cols.as_table() else {
+                    bail!("config file {shown}: [types.{t}] must map columns to type strings");
+                };
+                for (c, ty) in cols {
+                    let Some(ty) = ty.as_str() else {
+                        bail!(
+                            "config file {shown}: types.{t}.{c} must be a string such as \"decimal(10,2)\""
+                        );
+                    };
+                    types.push((format!("{t}.{c}={ty}"), file_origin.clone()));
+                }
+            }
+            continue;
+        }
+        let s = match v {
+            toml::Value::String(s) => s,
+            toml::Value::Integer(i) => i.to_string(),
+            toml::Value::Boolean(b) => b.to_string(),
+            other => bail!("config file {shown}: '{k}' has an unsupported value {other}"),
+        };
+        raw.insert(k, (s, file_origin.clone()));
+    }
+    Ok(raw)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn env(pairs: &[(&str, &str)]) -> HashMap<String, String> {
+        pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect()
+    }
+
+    #[test]
+    fn userarg_beats_environment_beats_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("h.toml");
+        std::fs::write(
+            &file,
+            "target = \"/from/file\"\nop_column = \"file_op\"\nseq_column = \"file_seq\"\n",
+        )
+        .unwrap();
+        let e = env(&[
+            ("HVRLAKE_OP_COLUMN", "env_op"),
+            ("HVRLAKE_TARGET", "/from/env"),
+        ]);
+        let arg = format!("config={} target=/from/arg", file.display());
+        let s = Settings::from_sources(Some(&arg), &e).unwrap();
+        assert_eq!(s.target, "/from/arg");
+        assert_eq!(s.op_column, "env_op");
+        assert_eq!(s.seq_column, "file_seq");
+    }
+
+    #[test]
+    fn missing_target_and_unknown_setting_are_named() {
+        let err = Settings::from_sources(None, &env(&[])).unwrap_err();
+        assert!(err.message().contains("'target' is missing"), "{err}");
+        let err = Settings::from_sources(Some("target=/x bogus=1"), &env(&[])).unwrap_err();
+        assert!(err.message().contains("'bogus'"), "{err}");
+        let err =
+            Settings::from_sources(Some("target=/x keep_files=maybe"), &env(&[])).unwrap_err();
+        assert!(
+            err.message().contains("keep_files") && err.message().contains("userarg"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn quoted_values_and_types() {
+        let s = Settings::from_sources(
+            Some("target='/a b' csv_null=\\N types='orders.amount=decimal(10,2);orders.ts=timestamp' type.x.y=int64"),
+            &env(&[]),
+        )
+        .unwrap();
+        assert_eq!(s.target, "/a b");
+        assert_eq!(s.csv.null.as_deref(), Some("\\N"));
+        assert_eq!(s.types["orders"]["amount"], DeclaredType::Decimal(10, 2));
+        assert_eq!(s.types["orders"]["ts"], DeclaredType::Timestamp);
+        assert_eq!(s.types["x"]["y"], DeclaredType::Int64);
+    }
+}

@@ -1,0 +1,426 @@
+//! End-to-end: the binary driven exactly as HVR's AgentPlugin drives it, tables read back
+//! and compared with rows computed independently in the test.
+
+mod helpers;
+
+use helpers::{Change, Hvr, Model, Rng, Table, csv, row};
+
+const ORDER_COLS: &[&str] = &[
+    "order_id",
+    "customer",
+    "amount",
+    "status",
+    "hvr_op",
+    "hvr_integ_seq",
+    "is_deleted",
+];
+
+fn orders() -> Table {
+    Table::new("orders", &["order_id"], ORDER_COLS)
+}
+
+fn lines() -> Table {
+    Table::new(
+        "order_lines",
+        &["order_id", "line_no"],
+        &[
+            "order_id",
+            "line_no",
+            "qty",
+            "note",
+            "hvr_op",
+            "hvr_integ_seq",
+        ],
+    )
+    .base("sales.order_lines")
+}
+
+/// Rows with op, seq and flag appended, as HVR writes them.
+fn change_rows(changes: &[Change], flag: bool) -> Vec<Vec<Option<String>>> {
+    changes
+        .iter()
+        .map(|c| {
+            let mut r = c.values.clone();
+            r.push(Some(c.op.to_string()));
+            r.push(Some(c.seq.clone()));
+            if flag {
+                r.push(Some(if c.op % 10 == 0 { "1" } else { "0" }.to_string()));
+            }
+            r
+        })
+        .collect()
+}
+
+fn ch(op: i64, seq: &str, values: &[&str]) -> Change {
+    Change {
+        op,
+        seq: seq.to_string(),
+        values: row(values),
+    }
+}
+
+#[test]
+fn refresh_then_cycles_on_two_tables_match_a_plain_replay() {
+    let h = Hvr::new();
+    let (o, l) = (orders(), lines());
+    let mut mo = Model::default();
+    let mut ml = Model::default();
+    let refresh_o = vec![
+        row(&["1", "Ann", "10.50", "new"]),
+        row(&["2", "Bob", "3.00", "NULL"]),
+        row(&["3", "Cy", "0.99", "paid"]),
+    ];
+    let refresh_l = vec![
+        row(&["1", "1", "2", "a"]),
+        row(&["1", "2", "5", "NULL"]),
+        row(&["2", "1", "1", "b"]),
+    ];
+    let ref_rows = |rows: &[Vec<Option<String>>], flag: bool| {
+        rows.iter()
+            .enumerate()
+            .map(|(i, r)| {
+                let mut r = r.clone();
+                r.push(Some("1".into()));
+                r.push(Some(format!("{:x}", i + 1)));
+                if flag {
+                    r.push(Some("0".into()));
+                }
+                r
+            })
+            .collect::<Vec<_>>()
+    };
+    h.write("0-orders.csv", csv(ORDER_COLS, &ref_rows(&refresh_o, true)));
+    h.write(
+        "0-order_lines.csv",
+        csv(
+            &[
+                "order_id",
+                "line_no",
+                "qty",
+                "note",
+                "hvr_op",
+                "hvr_integ_seq",
+            ],
+            &ref_rows(&refresh_l, false),
+        ),
+    );
+    h.ok("refr_write_begin", &[&o, &l], &[]);
+    let out = h.ok(
+        "refr_write_end",
+        &[&o, &l],
+        &["0-orders.csv", "0-order_lines.csv"],
+    );
+    assert!(
+        out.stdout.contains("orders: rows_in=3 inserted=3"),
+        "{}",
+        out.stdout
+    );
+    assert!(
+        out.stdout.contains("sales.order_lines: rows_in=3"),
+        "{}",
+        out.stdout
+    );
+    mo.refresh(&[0], &refresh_o);
+    ml.refresh(&[0, 1], &refresh_l);
+    assert_eq!(h.rows("orders").rows, mo.sorted());
+    assert_eq!(h.rows("sales.order_lines").rows, ml.sorted());
+    assert!(!h.has_file("0-orders.csv"), "processed files are removed");
+
+    let mut rng = Rng(42);
+    for cycle in 1..=4u64 {
+        let mut co = Vec::new();
+        let mut cl = Vec::new();
+        for i in 0..30u64 {
+            let seq = format!("{:020X}|{:04X}", cycle * 1000 + i, rng.below(3));
+            let id = (1 + rng.below(8)).to_string();
+            let op = [0, 1, 2, 2, 1][rng.below(5) as usize];
+            let amount = format!("{}.{:02}", rng.below(1000), rng.below(100));
+            co.push(ch(
+                op,
+                &seq,
+                &[
+                    &id,
+                    &format!("cust \"{}\", ü{}", i, cycle),
+                    &amount,
+                    if i % 3 == 0 { "NULL" } else { "open" },
+                ],
+            ));
+            let line = (1 + rng.below(3)).to_string();
+            cl.push(ch(
+                op,
+                &seq,
+                &[
+                    &id,
+                    &line,
+                    &rng.below(9).to_string(),
+                    if i % 4 == 0 { "line\nbreak" } else { "x" },
+                ],
+            ));
+        }
+        // Two files per table, rows shuffled across them: the seq decides, not the order.
+        let (a, b) = co.split_at(co.len() / 2);
+        let fa = format!("{cycle}a-orders.csv");
+        let fb = format!("{cycle}b-orders.csv");
+        h.write(&fa, csv(ORDER_COLS, &change_rows(b, true)));
+        h.write(&fb, csv(ORDER_COLS, &change_rows(a, true)));
+        let fl = format!("{cycle}-order_lines.csv");
+        h.write(
+            &fl,
+            csv(
+                &[
+                    "order_id",
+                    "line_no",
+                    "qty",
+                    "note",
+                    "hvr_op",
+                    "hvr_integ_seq",
+                ],
+                &change_rows(&cl, false),
+            ),
+        );
+        h.ok("integ_begin", &[&o, &l], &[]);
+        h.ok("integ_end", &[&o, &l], &[&fa, &fb, &fl]);
+        mo.apply(&[0], &co);
+        ml.apply(&[0, 1], &cl);
+        assert_eq!(
+            h.rows("orders").rows,
+            mo.sorted(),
+            "orders after cycle {cycle}"
+        );
+        assert_eq!(
+            h.rows("sales.order_lines").rows,
+            ml.sorted(),
+            "lines after cycle {cycle}"
+        );
+    }
+    let cols = h.rows("orders").columns;
+    assert_eq!(
+        cols,
+        vec!["order_id", "customer", "amount", "status"],
+        "hvr_* columns are not written"
+    );
+    assert!(
+        h.table_dir("sales.order_lines").join("_delta_log").exists(),
+        "sch.T lives at <target>/sch/T"
+    );
+}
+
+#[test]
+fn key_updates_truncates_absent_deletes_and_piped_seqs() {
+    let h = Hvr::new();
+    let o = orders();
+    let mut m = Model::default();
+    let c1 = vec![
+        ch(1, "1|1", &["1", "a", "1.00", "x"]),
+        ch(1, "1|2", &["2", "b", "2.00", "x"]),
+        ch(0, "1|3", &["99", "NULL", "NULL", "NULL"]), // delete of an absent key
+        ch(3, "1|4", &["2", "b", "2.00", "x"]),        // key update: old key...
+        ch(2, "1|5", &["20", "b", "2.00", "moved"]),   // ...then the new row
+        ch(4, "1|6", &["1", "a", "1.00", "x"]),        // before-image: ignored
+        ch(2, "1|7", &["1", "a2", "1.50", "y"]),
+    ];
+    h.write("1-orders.csv", csv(ORDER_COLS, &change_rows(&c1, true)));
+    h.ok("integ_end", &[&o], &["1-orders.csv"]);
+    m.apply(&[0], &c1);
+    assert_eq!(h.rows("orders").rows, m.sorted());
+    assert_eq!(m.rows.len(), 2);
+
+    // Truncate in mid-cycle: what came before it is gone, what follows stays.
+    let c2 = vec![
+        ch(1, "2|1", &["3", "c", "3.00", "x"]),
+        ch(5, "2|2", &["NULL", "NULL", "NULL", "NULL"]),
+        ch(1, "2|3", &["4", "d", "4.00", "x"]),
+        ch(2, "2|10", &["4", "d2", "4.50", "z"]), // 2|10 > 2|3 as numbers, < as text
+        ch(1, "2|4", &["5", "e", "5.00", "x"]),
+    ];
+    h.write("2-orders.csv", csv(ORDER_COLS, &change_rows(&c2, true)));
+    let out = h.ok("integ_end", &[&o], &["2-orders.csv"]);
+    m.apply(&[0], &c2);
+    assert_eq!(h.rows("orders").rows, m.sorted(), "{}", out.stdout);
+    assert_eq!(
+        m.sorted(),
+        vec![
+            row(&["4", "d2", "4.50", "z"]),
+            row(&["5", "e", "5.00", "x"])
+        ]
+    );
+}
+
+#[test]
+fn soft_delete_flag_alone_deletes_and_in_doubt_ops_apply() {
+    let h = Hvr::new();
+    let t = Table::new("t", &["id"], &["id", "v", "is_deleted"]);
+    h.write("1-t.csv", "id,v,is_deleted\n1,a,0\n2,b,0\n3,c,0\n");
+    h.ok("integ_end", &[&t], &["1-t.csv"]);
+    h.write("2-t.csv", "id,v,is_deleted\n2,b,1\n3,c2,0\n");
+    h.ok("integ_end", &[&t], &["2-t.csv"]);
+    assert_eq!(h.rows("t").rows, vec![row(&["1", "a"]), row(&["3", "c2"])]);
+
+    let u = Table::new("u", &["id"], &["id", "v", "hvr_op"]);
+    h.write("1-u.csv", "id,v,hvr_op\n1,a,11\n2,b,12\n3,c,1\n3,c,10\n");
+    h.ok("integ_end", &[&u], &["1-u.csv"]);
+    assert_eq!(h.rows("u").rows, vec![row(&["1", "a"]), row(&["2", "b"])]);
+}
+
+#[test]
+fn composite_keys_types_nulls_and_text_survive() {
+    let h = Hvr::new();
+    let t = Table::new(
+        "m",
+        &["a", "b"],
+        &["a", "b", "ts", "d", "flag", "txt", "hvr_op"],
+    );
+    let text = "quote \" comma , newline \n tab \t 東京 Müller";
+    let rows = vec![
+        row(&[
+            "1",
+            "x",
+            "2026-11-20 09:15:00.5",
+            "2026-01-31",
+            "true",
+            text,
+            "1",
+        ]),
+        row(&["1", "y", "NULL", "NULL", "NULL", "", "1"]),
+        row(&[
+            "2",
+            "x",
+            "2026-11-20 09:15:00",
+            "2000-02-29",
+            "false",
+            "NULL",
+            "1",
+        ]),
+    ];
+    h.write(
+        "1-m.csv",
+        csv(&["a", "b", "ts", "d", "flag", "txt", "hvr_op"], &rows),
+    );
+    h.ok("integ_end", &[&t], &["1-m.csv"]);
+    let got = h.rows("m");
+    assert_eq!(got.columns, vec!["a", "b", "ts", "d", "flag", "txt"]);
+    let want: Vec<Vec<Option<String>>> = vec![
+        row(&[
+            "1",
+            "x",
+            "2026-11-20 09:15:00.500",
+            "2026-01-31",
+            "true",
+            text,
+        ]),
+        row(&["1", "y", "NULL", "NULL", "NULL", ""]),
+        row(&[
+            "2",
+            "x",
+            "2026-11-20 09:15:00",
+            "2000-02-29",
+            "false",
+            "NULL",
+        ]),
+    ];
+    assert_eq!(got.rows, want);
+}
+
+#[test]
+fn refresh_of_a_table_with_no_file_empties_it() {
+    let h = Hvr::new();
+    let (o, l) = (orders(), lines());
+    h.write(
+        "1-orders.csv",
+        "order_id,customer,amount,status,hvr_op,hvr_integ_seq,is_deleted\n1,a,1.00,x,1,1,0\n",
+    );
+    h.write(
+        "1-order_lines.csv",
+        "order_id,line_no,qty,note,hvr_op,hvr_integ_seq\n1,1,1,n,1,1\n",
+    );
+    h.ok(
+        "refr_write_end",
+        &[&o, &l],
+        &["1-orders.csv", "1-order_lines.csv"],
+    );
+    assert_eq!(h.rows("sales.order_lines").rows.len(), 1);
+    h.write(
+        "2-orders.csv",
+        "order_id,customer,amount,status,hvr_op,hvr_integ_seq,is_deleted\n7,g,7.00,x,1,1,0\n",
+    );
+    let out = h.ok("refr_write_end", &[&o, &l], &["2-orders.csv"]);
+    assert_eq!(h.rows("orders").rows, vec![row(&["7", "g", "7.00", "x"])]);
+    assert!(
+        h.rows("sales.order_lines").rows.is_empty(),
+        "{}",
+        out.stdout
+    );
+    assert!(
+        out.stdout
+            .contains("sales.order_lines: rows_in=0 inserted=0 updated=0 deleted=1"),
+        "{}",
+        out.stdout
+    );
+}
+
+#[test]
+fn files_in_table_folders_and_long_environment() {
+    let mut h = Hvr::new();
+    h.userarg = "file_pattern={hvr_tbl_name}/{hvr_integ_tstamp}.csv".into();
+    let t = Table::new("t", &["id"], &["id", "v", "hvr_op"]);
+    let names: Vec<String> = (0..40).map(|i| format!("t/2026112215{i:04}.csv")).collect();
+    for (i, n) in names.iter().enumerate() {
+        h.write(n, format!("id,v,hvr_op\n{i},v{i},1\n"));
+    }
+    // HVR cuts long values with "..." and gives the full ones in a JSON file.
+    let long = h.loc.path().join("long.json");
+    std::fs::write(
+        &long,
+        serde_json::json!({ "HVR_FILE_NAMES": names.join(":") }).to_string(),
+    )
+    .unwrap();
+    let refs: Vec<&str> = names.iter().take(2).map(String::as_str).collect();
+    let mut cut = refs.join(":");
+    cut.push_str("...");
+    let userarg = h.full_userarg();
+    let out = h.call_with(
+        "integ_end",
+        &[&t],
+        &[],
+        Some(&userarg),
+        &[
+            ("HVR_FILE_NAMES", &cut),
+            ("HVR_LONG_ENVIRONMENT", long.to_str().unwrap()),
+        ],
+    );
+    assert_eq!(out.code, 0, "{out:?}");
+    assert_eq!(h.rows("t").rows.len(), 40);
+    assert!(!h.has_file(&names[39]));
+}
+
+#[test]
+fn unknown_modes_exit_2_silently() {
+    let h = Hvr::new();
+    for mode in [
+        "cap_begin",
+        "cap_end",
+        "refr_read_begin",
+        "refr_read_end",
+        "some_future_mode",
+    ] {
+        let out = h.call(mode, &[&orders()], &[]);
+        assert_eq!(out.code, 2, "{mode}");
+        assert_eq!(out.stdout, "", "{mode}");
+        assert_eq!(out.stderr, "", "{mode}");
+    }
+    let help = std::process::Command::new(env!("CARGO_BIN_EXE_hvrlake"))
+        .arg("--help")
+        .output()
+        .unwrap();
+    let text = String::from_utf8(help.stdout).unwrap();
+    for word in [
+        "refr_write_end",
+        "integ_end",
+        "target",
+        "csv_null",
+        "file_pattern",
+        "HVRLAKE_",
+    ] {
+        assert!(text.contains(word), "--help mentions {word}");
+    }
+}

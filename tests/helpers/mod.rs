@@ -1,0 +1,368 @@
+//! Plays HVR for the end-to-end tests: writes files into a temporary file location, calls
+//! the built `hvrlake` binary with argv and `HVR_*` environment exactly as HVR does, and
+//! reads the resulting Delta tables back. Also a plain model of the expected table state.
+#![allow(dead_code)]
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::sync::Arc;
+
+use arrow::array::{Array, AsArray};
+use arrow::datatypes::DataType;
+use datafusion::prelude::SessionContext;
+
+/// A table as HVR describes it.
+#[derive(Clone, Debug)]
+pub struct Table {
+    /// Channel name (file names use it).
+    pub name: String,
+    /// Base name (may be `schema.table`).
+    pub base: String,
+    /// Key columns.
+    pub keys: Vec<String>,
+    /// All columns, extra columns included.
+    pub cols: Vec<String>,
+}
+
+impl Table {
+    /// A table whose base name is its name.
+    pub fn new(name: &str, keys: &[&str], cols: &[&str]) -> Self {
+        Table {
+            name: name.into(),
+            base: name.into(),
+            keys: keys.iter().map(|s| s.to_string()).collect(),
+            cols: cols.iter().map(|s| s.to_string()).collect(),
+        }
+    }
+
+    /// Sets a different base name.
+    pub fn base(mut self, base: &str) -> Self {
+        self.base = base.into();
+        self
+    }
+}
+
+/// What one call returned.
+#[derive(Debug)]
+pub struct Output {
+    /// Exit code.
+    pub code: i32,
+    /// Standard output.
+    pub stdout: String,
+    /// Standard error.
+    pub stderr: String,
+}
+
+/// A file location and a lake, with the channel's settings.
+pub struct Hvr {
+    /// The file location (HVR_FILE_LOC).
+    pub loc: tempfile::TempDir,
+    /// The lake root (target).
+    pub lake: tempfile::TempDir,
+    /// Extra words for the userarg.
+    pub userarg: String,
+    /// Extra environment variables.
+    pub env: Vec<(String, String)>,
+}
+
+impl Default for Hvr {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Hvr {
+    /// A fresh location and lake.
+    pub fn new() -> Self {
+        Hvr {
+            loc: tempfile::tempdir().unwrap(),
+            lake: tempfile::tempdir().unwrap(),
+            userarg: String::new(),
+            env: Vec::new(),
+        }
+    }
+
+    /// Writes a file into the location (folders created).
+    pub fn write(&self, rel: &str, content: impl AsRef<[u8]>) {
+        let p = self.loc.path().join(rel);
+        std::fs::create_dir_all(p.parent().unwrap()).unwrap();
+        std::fs::write(p, content).unwrap();
+    }
+
+    /// Whether a file is still in the location.
+    pub fn has_file(&self, rel: &str) -> bool {
+        self.loc.path().join(rel).exists()
+    }
+
+    /// The userarg every call gets: the target, then `self.userarg`.
+    pub fn full_userarg(&self) -> String {
+        format!("target={} {}", self.lake.path().display(), self.userarg)
+    }
+
+    /// Calls `hvrlake <mode> chn loc <userarg>` with the HVR environment for `tables` and `files`.
+    pub fn call(&self, mode: &str, tables: &[&Table], files: &[&str]) -> Output {
+        let userarg = self.full_userarg();
+        self.call_with(mode, tables, files, Some(&userarg), &[])
+    }
+
+    /// Like [`Hvr::call`] with an explicit userarg and extra variables.
+    pub fn call_with(
+        &self,
+        mode: &str,
+        tables: &[&Table],
+        files: &[&str],
+        userarg: Option<&str>,
+        extra: &[(&str, &str)],
+    ) -> Output {
+        let join = |f: &dyn Fn(&Table) -> String| {
+            tables.iter().map(|t| f(t)).collect::<Vec<_>>().join(":")
+        };
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_hvrlake"));
+        cmd.arg(mode).arg("chn").arg("trg");
+        if let Some(u) = userarg {
+            cmd.arg(u);
+        }
+        cmd.env_clear()
+            .env("PATH", std::env::var("PATH").unwrap_or_default())
+            .env("HVR_TBL_NAMES", join(&|t| t.name.clone()))
+            .env("HVR_BASE_NAMES", join(&|t| t.base.clone()))
+            .env("HVR_TBL_KEYS", join(&|t| t.keys.join(",")))
+            .env("HVR_TBL_KEYS_BASE", join(&|t| t.keys.join(",")))
+            .env("HVR_COL_NAMES", join(&|t| t.cols.join(",")))
+            .env("HVR_COL_NAMES_BASE", join(&|t| t.cols.join(",")))
+            .env("HVR_FILE_LOC", self.loc.path())
+            .env("HVR_LOC_STATEDIR", self.loc.path().join("_hvr_state"))
+            .env("HVR_FILE_NAMES", files.join(":"))
+            .current_dir(self.loc.path());
+        for (k, v) in &self.env {
+            cmd.env(k, v);
+        }
+        for (k, v) in extra {
+            cmd.env(k, v);
+        }
+        let out = cmd.output().expect("run hvrlake");
+        Output {
+            code: out.status.code().unwrap_or(-1),
+            stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
+            stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+        }
+    }
+
+    /// Calls and asserts success.
+    pub fn ok(&self, mode: &str, tables: &[&Table], files: &[&str]) -> Output {
+        let out = self.call(mode, tables, files);
+        assert_eq!(out.code, 0, "{mode} failed: {out:?}");
+        out
+    }
+
+    /// The directory of a table in the lake.
+    pub fn table_dir(&self, base: &str) -> PathBuf {
+        base.split('.')
+            .fold(self.lake.path().to_path_buf(), |p, s| p.join(s))
+    }
+
+    /// The table's version, or None when there is no table.
+    pub fn version(&self, base: &str) -> Option<u64> {
+        runtime().block_on(async {
+            let url = url::Url::from_directory_path(self.table_dir(base)).unwrap();
+            match deltalake::open_table(url).await {
+                Ok(t) => t.version(),
+                Err(_) => None,
+            }
+        })
+    }
+
+    /// Every row of the table, each cell as text (None = NULL), sorted.
+    pub fn rows(&self, base: &str) -> Rows {
+        read_rows(&self.table_dir(base))
+    }
+}
+
+/// Rows as text: a header and sorted rows.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Rows {
+    /// Column names in table order.
+    pub columns: Vec<String>,
+    /// Rows, sorted.
+    pub rows: Vec<Vec<Option<String>>>,
+}
+
+fn runtime() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap()
+}
+
+/// Reads a Delta table directory with the deltalake crate's own reader.
+pub fn read_rows(dir: &Path) -> Rows {
+    runtime().block_on(async {
+        let url = url::Url::from_directory_path(dir).unwrap();
+        let table = deltalake::open_table(url).await.expect("open table");
+        let ctx = SessionContext::new();
+        table.update_datafusion_session(&ctx.state()).unwrap();
+        let provider = table.table_provider().await.unwrap();
+        let batches = ctx.read_table(provider).unwrap().collect().await.unwrap();
+        let schema = table.snapshot().unwrap().snapshot().arrow_schema();
+        let columns: Vec<String> = schema.fields().iter().map(|f| f.name().clone()).collect();
+        let mut rows = Vec::new();
+        for b in &batches {
+            let text: Vec<Arc<dyn Array>> = (0..b.num_columns())
+                .map(|i| cell_text(b.column(i)))
+                .collect();
+            for r in 0..b.num_rows() {
+                rows.push(
+                    text.iter()
+                        .map(|c| {
+                            if c.is_null(r) {
+                                None
+                            } else {
+                                Some(c.as_string::<i32>().value(r).to_string())
+                            }
+                        })
+                        .collect(),
+                );
+            }
+        }
+        rows.sort();
+        Rows { columns, rows }
+    })
+}
+
+fn cell_text(a: &Arc<dyn Array>) -> Arc<dyn Array> {
+    match a.data_type() {
+        DataType::Timestamp(_, _) => {
+            // `2026-11-20 09:15:00.5` style, as HVR writes them.
+            let micros = arrow::compute::cast(
+                a,
+                &DataType::Timestamp(arrow::datatypes::TimeUnit::Microsecond, None),
+            )
+            .unwrap();
+            let s = arrow::compute::cast(&micros, &DataType::Utf8).unwrap();
+            let s = s.as_string::<i32>();
+            Arc::new(arrow::array::StringArray::from_iter(
+                s.iter().map(|v| v.map(|v| v.replace('T', " "))),
+            ))
+        }
+        _ => arrow::compute::cast(a, &DataType::Utf8).unwrap(),
+    }
+}
+
+/// A change as a test writes it: op, seq and the data columns (None = NULL).
+#[derive(Clone, Debug)]
+pub struct Change {
+    /// hvr_op.
+    pub op: i64,
+    /// hvr_integ_seq.
+    pub seq: String,
+    /// Data values, in the table's data column order.
+    pub values: Vec<Option<String>>,
+}
+
+/// Writes CSV as HVR does: header, quotes only where needed, doubled inside, empty = NULL.
+pub fn csv(header: &[&str], rows: &[Vec<Option<String>>]) -> String {
+    let mut s = header.join(",");
+    s.push('\n');
+    for r in rows {
+        let cells: Vec<String> = r
+            .iter()
+            .map(|v| match v {
+                None => String::new(),
+                Some(v) if v.is_empty() || v.contains([',', '"', '\n', '\r']) => {
+                    format!("\"{}\"", v.replace('"', "\"\""))
+                }
+                Some(v) => v.clone(),
+            })
+            .collect();
+        s.push_str(&cells.join(","));
+        s.push('\n');
+    }
+    s
+}
+
+/// Helper to make an `Option<String>` row from string literals; "NULL" → None.
+pub fn row(values: &[&str]) -> Vec<Option<String>> {
+    values
+        .iter()
+        .map(|v| {
+            if *v == "NULL" {
+                None
+            } else {
+                Some(v.to_string())
+            }
+        })
+        .collect()
+}
+
+/// The expected state of a keyed table, computed the plain way: apply every change in
+/// hvr_integ_seq order (hex parts compared as numbers), one at a time.
+#[derive(Default, Clone, Debug)]
+pub struct Model {
+    /// Key → full row.
+    pub rows: BTreeMap<Vec<Option<String>>, Vec<Option<String>>>,
+}
+
+/// Parses `a|b|c` hex parts into numbers for ordering.
+pub fn seq_key(seq: &str) -> Vec<u128> {
+    seq.split('|')
+        .map(|p| u128::from_str_radix(p, 16).unwrap())
+        .collect()
+}
+
+impl Model {
+    /// Loads refresh rows.
+    pub fn refresh(&mut self, key_idx: &[usize], rows: &[Vec<Option<String>>]) {
+        self.rows.clear();
+        for r in rows {
+            self.rows
+                .insert(key_idx.iter().map(|&i| r[i].clone()).collect(), r.clone());
+        }
+    }
+
+    /// Applies one cycle's changes in seq order (stable for equal seqs).
+    pub fn apply(&mut self, key_idx: &[usize], changes: &[Change]) {
+        let mut sorted: Vec<&Change> = changes.iter().collect();
+        sorted.sort_by_key(|c| seq_key(&c.seq));
+        for c in sorted {
+            let key: Vec<Option<String>> = key_idx.iter().map(|&i| c.values[i].clone()).collect();
+            match c.op % 10 {
+                0 | 3 => {
+                    self.rows.remove(&key);
+                }
+                1 | 2 => {
+                    self.rows.insert(key, c.values.clone());
+                }
+                5 => self.rows.clear(),
+                4 => {}
+                other => panic!("model has no op {other}"),
+            }
+        }
+    }
+
+    /// The rows, sorted as [`Hvr::rows`] sorts them.
+    pub fn sorted(&self) -> Vec<Vec<Option<String>>> {
+        let mut v: Vec<_> = self.rows.values().cloned().collect();
+        v.sort();
+        v
+    }
+}
+
+/// A small deterministic random generator (xorshift), so failures replay.
+pub struct Rng(pub u64);
+
+impl Rng {
+    /// Next number.
+    pub fn next(&mut self) -> u64 {
+        let mut x = self.0;
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        self.0 = x;
+        x
+    }
+    /// A number below `n`.
+    pub fn below(&mut self, n: u64) -> u64 {
+        self.next() % n
+    }
+}
