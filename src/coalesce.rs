@@ -2,16 +2,19 @@
 //! (file, piece and row order break ties), after a truncate drops what came before it.
 //! Planned and run with DataFusion.
 
+use std::ops::Not;
 use std::sync::Arc;
 
 use arrow::array::{Array, AsArray, RecordBatch};
 use arrow::datatypes::SchemaRef;
 use datafusion::common::Column;
+use datafusion::common::{JoinType, ScalarValue};
 use datafusion::datasource::MemTable;
-use datafusion::functions_aggregate::expr_fn::{count, max};
+use datafusion::functions_aggregate::expr_fn::max;
 use datafusion::functions_window::expr_fn::row_number;
-use datafusion::logical_expr::ExprFunctionExt;
-use datafusion::prelude::{Expr, SessionContext, lit};
+use datafusion::logical_expr::{ExprFunctionExt, cast};
+use datafusion::prelude::{DataFrame, Expr, SessionContext, lit};
+use deltalake::DeltaTable;
 
 use crate::change::{self, Op};
 use crate::error::Result;
@@ -31,11 +34,13 @@ pub fn column(name: &str) -> Expr {
 }
 
 /// Keeps the last change per key of `batches` (schema `schema`, keyed by `keys`).
+/// `target` is the table the changes apply to, read only to expand partial-key deletes.
 pub async fn coalesce(
     ctx: &SessionContext,
     schema: SchemaRef,
     batches: Vec<RecordBatch>,
     keys: &[String],
+    target: Option<&DeltaTable>,
 ) -> Result<Coalesced> {
     let partitions = split_partitions(batches, ctx.state().config().target_partitions());
     let table = Arc::new(MemTable::try_new(schema.clone(), partitions)?);
@@ -64,27 +69,18 @@ pub async fn coalesce(
         df = df.filter(order().gt(lit(cut.clone())))?;
     }
 
-    // A partial-key delete names fewer keys than the table has; not applied yet.
-    let any_null_key = keys.iter().map(|k| column(k).is_null()).reduce(Expr::or);
-    if let Some(null_key) = any_null_key {
-        let partial = df
-            .clone()
-            .filter(op().eq(lit(Op::PartialDelete as i8)).and(null_key))?
-            .aggregate(vec![], vec![count(lit(1)).alias("n")])?
-            .collect()
-            .await?;
-        let n = partial
-            .first()
-            .map(|b| {
-                b.column(0)
-                    .as_primitive::<arrow::datatypes::Int64Type>()
-                    .value(0)
-            })
-            .unwrap_or(0);
-        if n > 0 {
-            crate::bail!(
-                "{n} partial-key deletes (hvr_op 8 with NULL key columns) are not supported yet"
-            );
+    // A partial-key delete (op 8 with some key columns NULL) removes every key that matches
+    // the columns it names: expand it into one delete per such key, at its own place.
+    if let Some(null_key) = keys.iter().map(|k| column(k).is_null()).reduce(Expr::or) {
+        let is_partial = op().eq(lit(Op::PartialDelete as i8)).and(null_key);
+        let partial = df.clone().filter(is_partial.clone())?.collect().await?;
+        if partial.iter().any(|b| b.num_rows() > 0) {
+            let target = if cut.is_some() { None } else { target };
+            let expanded = expand_partial_deletes(ctx, &schema, &df, partial, target, keys).await?;
+            df = df.filter(is_partial.not())?;
+            for e in expanded {
+                df = df.union(e)?;
+            }
         }
     }
 
@@ -109,6 +105,106 @@ pub async fn coalesce(
         batches: net.into_iter().filter(|b| b.num_rows() > 0).collect(),
         truncated: cut.is_some(),
     })
+}
+
+/// One delete per full key matching each partial-key delete: keys of the target table and
+/// keys changed in the cycle, matched on the key columns the delete names (grouped by which
+/// columns those are), each carrying the partial delete's order.
+async fn expand_partial_deletes(
+    ctx: &SessionContext,
+    schema: &SchemaRef,
+    changes: &DataFrame,
+    partial: Vec<RecordBatch>,
+    target: Option<&DeltaTable>,
+    keys: &[String],
+) -> Result<Vec<DataFrame>> {
+    let key_cols = || keys.iter().map(|k| column(k)).collect::<Vec<_>>();
+    let all_keys_present = keys
+        .iter()
+        .map(|k| column(k).is_not_null())
+        .reduce(Expr::and)
+        .expect("keys");
+    let mut candidates = changes
+        .clone()
+        .filter(all_keys_present)?
+        .select(key_cols())?;
+    if let Some(t) = target.filter(|t| crate::commit::exists(t)) {
+        t.update_datafusion_session(&ctx.state())?;
+        let provider = t.table_provider().await?;
+        // The table may read strings as views: cast its keys to the change types.
+        let typed: Vec<Expr> = keys
+            .iter()
+            .map(|k| Ok(cast(column(k), schema.field_with_name(k)?.data_type().clone()).alias(k)))
+            .collect::<Result<_>>()?;
+        candidates = candidates.union(ctx.read_table(provider)?.select(typed)?)?;
+    }
+    let candidates = candidates.distinct()?;
+    // Which key columns each partial delete names.
+    let mut patterns: Vec<Vec<bool>> = Vec::new();
+    for b in &partial {
+        for r in 0..b.num_rows() {
+            let present: Vec<bool> = keys
+                .iter()
+                .map(|k| b.column_by_name(k).is_some_and(|c| c.is_valid(r)))
+                .collect();
+            if !patterns.contains(&present) {
+                patterns.push(present);
+            }
+        }
+    }
+    let partial = ctx.read_batches(partial)?;
+    let mut out = Vec::new();
+    for present in patterns {
+        let named: Vec<&String> = keys
+            .iter()
+            .zip(&present)
+            .filter(|(_, p)| **p)
+            .map(|(k, _)| k)
+            .collect();
+        if named.is_empty() {
+            crate::bail!(
+                "a partial-key delete (hvr_op 8) names none of the key columns ({})",
+                keys.join(",")
+            );
+        }
+        let mut rows = partial.clone();
+        for (k, p) in keys.iter().zip(&present) {
+            rows = rows.filter(if *p {
+                column(k).is_not_null()
+            } else {
+                column(k).is_null()
+            })?;
+        }
+        let mut side: Vec<Expr> = named
+            .iter()
+            .map(|k| column(k).alias(format!("__p_{k}")))
+            .collect();
+        side.push(column(change::ORDER));
+        let rows = rows.select(side)?;
+        let left: Vec<String> = named.iter().map(|k| k.to_string()).collect();
+        let right: Vec<String> = named.iter().map(|k| format!("__p_{k}")).collect();
+        let left: Vec<&str> = left.iter().map(String::as_str).collect();
+        let right: Vec<&str> = right.iter().map(String::as_str).collect();
+        let joined = candidates
+            .clone()
+            .join(rows, JoinType::Inner, &left, &right, None)?;
+        // Back to the change schema: full key, NULL data, a delete at the partial delete's place.
+        let projection: Vec<Expr> = schema
+            .fields()
+            .iter()
+            .map(|f| -> Result<Expr> {
+                Ok(if keys.contains(f.name()) || f.name() == change::ORDER {
+                    column(f.name())
+                } else if f.name() == change::OP {
+                    lit(Op::Delete as i8).alias(change::OP)
+                } else {
+                    Expr::Literal(ScalarValue::try_from(f.data_type())?, None).alias(f.name())
+                })
+            })
+            .collect::<Result<_>>()?;
+        out.push(joined.select(projection)?);
+    }
+    Ok(out)
 }
 
 /// Deals batches round-robin into `n` partitions so DataFusion uses every core.

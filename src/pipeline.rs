@@ -143,9 +143,15 @@ pub async fn run(
                 commit::refresh::replace(p.table, rows, p.columns.clone(), &p.keys).await
             }
             Kind::Integrate => {
-                let net = coalesce::coalesce(&ctx, p.change_schema.clone(), p.changes, &p.keys)
-                    .await
-                    .context(&name)?;
+                let net = coalesce::coalesce(
+                    &ctx,
+                    p.change_schema.clone(),
+                    p.changes,
+                    &p.keys,
+                    Some(&p.table),
+                )
+                .await
+                .context(&name)?;
                 commit::merge::apply(p.table, net, p.columns.clone(), &p.keys).await
             }
         }

@@ -424,3 +424,44 @@ fn unknown_modes_exit_2_silently() {
         assert!(text.contains(word), "--help mentions {word}");
     }
 }
+
+#[test]
+fn partial_key_deletes_remove_every_matching_row() {
+    let h = Hvr::new();
+    let t = Table::new(
+        "bseg",
+        &["bukrs", "belnr", "buzei"],
+        &["bukrs", "belnr", "buzei", "amt", "hvr_op", "hvr_integ_seq"],
+    );
+    let cols = ["bukrs", "belnr", "buzei", "amt", "hvr_op", "hvr_integ_seq"];
+    let refresh: Vec<_> = [
+        ("A", "1", "1"),
+        ("A", "1", "2"),
+        ("A", "2", "1"),
+        ("B", "1", "1"),
+    ]
+    .iter()
+    .enumerate()
+    .map(|(i, (a, b, c))| row(&[a, b, c, "5", "1", &format!("{:x}", i + 1)]))
+    .collect();
+    h.write("0-bseg.csv", csv(&cols, &refresh));
+    h.ok("refr_write_end", &[&t], &["0-bseg.csv"]);
+    // In one cycle: insert A/1/3, then delete everything of document A/1 (buzei absent),
+    // then insert A/1/4 after it; B/1/1 is untouched and A/2/1 updated.
+    let cycle = vec![
+        row(&["A", "1", "3", "7", "1", "10"]),
+        row(&["A", "1", "NULL", "NULL", "8", "11"]),
+        row(&["A", "1", "4", "8", "1", "12"]),
+        row(&["A", "2", "1", "9", "2", "13"]),
+    ];
+    h.write("1-bseg.csv", csv(&cols, &cycle));
+    h.ok("integ_end", &[&t], &["1-bseg.csv"]);
+    assert_eq!(
+        h.rows("bseg").rows,
+        vec![
+            row(&["A", "1", "4", "8"]),
+            row(&["A", "2", "1", "9"]),
+            row(&["B", "1", "1", "5"])
+        ]
+    );
+}
