@@ -11,7 +11,6 @@ use arrow::datatypes::{DataType, Field, Schema, SchemaRef};
 use datafusion::prelude::SessionContext;
 use deltalake::DeltaTable;
 use rayon::prelude::*;
-use url::Url;
 
 use crate::bail;
 use crate::commit::{self, Outcome};
@@ -130,7 +129,7 @@ pub async fn run(
         let table = commit::open(&url, &storage_options)
             .await
             .context(&spec.base_name)?;
-        let p = prepare(kind, spec, table, settings, &url, started).await?;
+        let p = prepare(kind, spec, table, settings, started).await?;
         prepared.push(p);
     }
     let ctx = SessionContext::new();
@@ -198,10 +197,8 @@ async fn prepare(
     spec: TableSpec,
     table: DeltaTable,
     settings: &Settings,
-    url: &Url,
     started: Instant,
 ) -> Result<Prepared> {
-    let _ = url;
     let base = spec.base_name.clone();
     // Map every file (CSV is decoded to UTF-8 first).
     let is_parquet = |name: &str| match settings.format {

@@ -37,14 +37,14 @@ pub async fn run(
     let _ = (channel, location);
     let settings = Settings::from_sources(userarg, env)?;
     let hvr = HvrEnv::from_env(env)?;
-    let lake = storage::lake_url(&settings.target)?;
+    // The begin modes only check: the settings, the environment and the target URL.
+    storage::lake_url(&settings.target)?;
     let kind = match mode {
         "refr_write_begin" | "integ_begin" => return Ok(()),
         "refr_write_end" => Kind::Refresh,
         "integ_end" => Kind::Integrate,
         other => bail!("mode '{other}' is not handled"),
     };
-    let _ = lake;
     let pattern = FilePattern::new(&settings.file_pattern)?;
     let loc = match &hvr.file_loc {
         Some(l) => Some(storage::local_file_loc(l)?),
