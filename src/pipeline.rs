@@ -3,7 +3,7 @@
 
 use std::collections::HashMap;
 use std::path::PathBuf;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
 use arrow::array::RecordBatch;
@@ -13,8 +13,9 @@ use deltalake::DeltaTable;
 use rayon::prelude::*;
 
 use crate::bail;
+use crate::commit::refresh::{FileSink, Staged};
 use crate::commit::{self, Outcome};
-use crate::error::{Context, Error, Result};
+use crate::error::{Context, Result};
 use crate::read::csv::CsvFile;
 use crate::read::parquet::ParquetFile;
 use crate::read::source::{self, Bytes};
@@ -102,14 +103,33 @@ impl std::fmt::Display for Summary {
 /// A table read and checked, ready to commit.
 struct Prepared {
     spec: TableSpec,
-    table: DeltaTable,
     columns: SchemaRef,
     keys: Vec<String>,
-    changes: Vec<RecordBatch>,
-    change_schema: SchemaRef,
+    payload: Payload,
     rows_in: usize,
     bytes: u64,
     started: Instant,
+}
+
+/// What a table's commit will apply.
+enum Payload {
+    /// An integrate's change batches, with the table they apply to.
+    Changes {
+        table: DeltaTable,
+        changes: Vec<RecordBatch>,
+        schema: SchemaRef,
+    },
+    /// A refresh's data files, already written and not yet committed.
+    Files(Staged),
+}
+
+impl Prepared {
+    /// Deletes what was written for this table but not committed.
+    async fn discard(self) {
+        if let Payload::Files(staged) = self.payload {
+            staged.discard().await;
+        }
+    }
 }
 
 /// Runs one call over `tables`: reads all, then commits each, then removes the files.
@@ -122,36 +142,42 @@ pub async fn run(
 ) -> Result<Vec<Summary>> {
     let lake = storage::lake_url(&settings.target)?;
     let storage_options = HashMap::new();
-    let mut prepared = Vec::with_capacity(tables.len());
+    let mut prepared: Vec<Prepared> = Vec::with_capacity(tables.len());
     for spec in tables {
         let started = Instant::now();
-        let url = storage::table_url(&lake, &spec.base_name)?;
-        let table = commit::open(&url, &storage_options)
-            .await
-            .context(&spec.base_name)?;
-        let p = prepare(kind, spec, table, settings, started).await?;
-        prepared.push(p);
+        let step = async {
+            let url = storage::table_url(&lake, &spec.base_name)?;
+            let table = commit::open(&url, &storage_options)
+                .await
+                .context(&spec.base_name)?;
+            prepare(kind, spec, table, settings, started).await
+        };
+        match step.await {
+            Ok(p) => prepared.push(p),
+            Err(e) => {
+                // Bad input anywhere changes nothing: drop the files staged for other tables.
+                for p in prepared {
+                    p.discard().await;
+                }
+                return Err(e);
+            }
+        }
     }
     let ctx = SessionContext::new();
     let mut summaries = Vec::with_capacity(prepared.len());
     for p in prepared {
         let name = p.spec.base_name.clone();
-        let (_, outcome) = match kind {
-            Kind::Refresh => {
-                let rows = data_only(&p.changes, &p.columns)?;
-                commit::refresh::replace(p.table, rows, p.columns.clone(), &p.keys).await
-            }
-            Kind::Integrate => {
-                let net = coalesce::coalesce(
-                    &ctx,
-                    p.change_schema.clone(),
-                    p.changes,
-                    &p.keys,
-                    Some(&p.table),
-                )
-                .await
-                .context(&name)?;
-                commit::merge::apply(p.table, net, p.columns.clone(), &p.keys).await
+        let (_, outcome) = match p.payload {
+            Payload::Files(staged) => staged.commit(&p.columns, &p.keys, p.rows_in).await,
+            Payload::Changes {
+                table,
+                changes,
+                schema,
+            } => {
+                let net = coalesce::coalesce(&ctx, schema, changes, &p.keys, Some(&table))
+                    .await
+                    .context(&name)?;
+                commit::merge::apply(table, net, p.columns.clone(), &p.keys).await
             }
         }
         .context(&name)?;
@@ -221,7 +247,8 @@ async fn prepare(
     }
     let mut inputs: Vec<(usize, Input)> = Vec::new();
     for (i, b) in &csv_bytes {
-        let f = CsvFile::open(b, &spec.files[*i].name, &settings.csv, settings.chunk_bytes)?;
+        let f = CsvFile::open(b, &spec.files[*i].name, &settings.csv, settings.chunk_bytes)?
+            .releasing(b);
         inputs.push((*i, Input::Csv(f)));
     }
     inputs.extend(parquet.into_iter().map(|(i, p)| (i, Input::Parquet(p))));
@@ -317,40 +344,92 @@ async fn prepare(
         .map(|((i, _), h)| layout.plan(h, &spec.files[*i].name))
         .collect::<Result<_>>()
         .context(&base)?;
-    let decoded: Vec<Vec<RecordBatch>> = inputs
-        .par_iter()
-        .zip(plans.par_iter())
-        .map(|((i, inp), plan)| match inp {
-            Input::Csv(c) => c.decode(&layout, plan, *i as u32),
-            Input::Parquet(p) => p.decode(&layout, plan, *i as u32),
-        })
-        .collect::<Result<_>>()
-        .context(&base)?;
-    if settings.check_row_counts {
-        for ((i, _), batches) in inputs.iter().zip(&decoded) {
-            let f = &spec.files[*i];
-            let read: usize = batches.iter().map(RecordBatch::num_rows).sum();
-            if let Some(n) = f.expected_rows.filter(|&n| n != read as u64) {
-                bail!(
-                    "{base}: {}: HVR_FILE_NROWS says {n} rows but the file has {read} (cut short?); check_row_counts=false skips this check",
-                    f.name
-                );
+    let (payload, rows_in) = match kind {
+        Kind::Integrate => {
+            let decoded: Vec<Vec<RecordBatch>> = inputs
+                .par_iter()
+                .zip(plans.par_iter())
+                .map(|((i, inp), plan)| match inp {
+                    Input::Csv(c) => c.decode(&layout, plan, *i as u32),
+                    Input::Parquet(p) => p.decode(&layout, plan, *i as u32),
+                })
+                .collect::<Result<_>>()
+                .context(&base)?;
+            for ((i, _), batches) in inputs.iter().zip(&decoded) {
+                let read: usize = batches.iter().map(RecordBatch::num_rows).sum();
+                check_rows(&spec.files[*i], read, settings).context(&base)?;
+            }
+            let changes: Vec<RecordBatch> = decoded.into_iter().flatten().collect();
+            let rows = changes.iter().map(RecordBatch::num_rows).sum();
+            let schema = layout.change_schema();
+            (
+                Payload::Changes {
+                    table,
+                    changes,
+                    schema,
+                },
+                rows,
+            )
+        }
+        Kind::Refresh => {
+            let writers = std::thread::available_parallelism().map_or(1, usize::from);
+            let sink = Mutex::new(FileSink::start(table, columns.clone(), writers)?);
+            // The reader blocks on the writers when they fall behind: leave this worker
+            // thread to the runtime meanwhile.
+            let read = tokio::task::block_in_place(|| {
+                inputs
+                    .par_iter()
+                    .zip(plans.par_iter())
+                    .map(|((i, inp), plan)| {
+                        let mut rows = 0usize;
+                        let each = |b: RecordBatch| {
+                            rows += b.num_rows();
+                            sink.lock().expect("file sink").send(b)
+                        };
+                        match inp {
+                            Input::Csv(c) => c.decode_each(&layout, plan, *i as u32, each)?,
+                            Input::Parquet(p) => p.decode_each(&layout, plan, *i as u32, each)?,
+                        }
+                        check_rows(&spec.files[*i], rows, settings)?;
+                        Ok(rows)
+                    })
+                    .collect::<Result<Vec<usize>>>()
+            });
+            let staged = sink.into_inner().expect("file sink").finish().await;
+            match (read, staged) {
+                (Ok(rows), Ok(staged)) => (Payload::Files(staged), rows.iter().sum()),
+                (Err(e), staged) => {
+                    if let Ok(s) = staged {
+                        s.discard().await;
+                    }
+                    return Err(e.context(&base));
+                }
+                (Ok(_), Err(e)) => return Err(e.context(&base)),
             }
         }
-    }
-    let changes: Vec<RecordBatch> = decoded.into_iter().flatten().collect();
-    let rows_in = changes.iter().map(RecordBatch::num_rows).sum();
+    };
     Ok(Prepared {
-        change_schema: layout.change_schema(),
         spec,
-        table,
         columns,
         keys,
-        changes,
+        payload,
         rows_in,
         bytes: bytes_in,
         started,
     })
+}
+
+/// A file's rows against the count HVR gives in `HVR_FILE_NROWS`.
+fn check_rows(f: &InputFile, read: usize, settings: &Settings) -> Result<()> {
+    if settings.check_row_counts
+        && let Some(n) = f.expected_rows.filter(|&n| n != read as u64)
+    {
+        bail!(
+            "{}: HVR_FILE_NROWS says {n} rows but the file has {read} (cut short?); check_row_counts=false skips this check",
+            f.name
+        );
+    }
+    Ok(())
 }
 
 /// Column types: the existing table's, else declared, else from Parquet, else inferred from
@@ -426,17 +505,4 @@ fn resolve_columns(
         fields.push(Field::new(n, ty, true));
     }
     Ok(Arc::new(Schema::new(fields)))
-}
-
-/// The data columns of change batches (drops op and order).
-fn data_only(changes: &[RecordBatch], columns: &SchemaRef) -> Result<Vec<RecordBatch>> {
-    changes
-        .iter()
-        .map(|b| {
-            let cols = (0..columns.fields().len())
-                .map(|i| b.column(i).clone())
-                .collect();
-            RecordBatch::try_new(columns.clone(), cols).map_err(Error::from)
-        })
-        .collect()
 }

@@ -57,12 +57,16 @@ fn local_dir(url: &Url) -> Option<std::path::PathBuf> {
         .flatten()
 }
 
-/// Makes the directory of a local table that is about to get its first commit.
-pub fn prepare_location(table: &DeltaTable) -> Result<()> {
-    if let Some(dir) = local_dir(table.table_url()) {
+/// Makes the directory of a local table that is about to get its first files; true when
+/// it did not exist before.
+pub fn prepare_location(table: &DeltaTable) -> Result<bool> {
+    if let Some(dir) = local_dir(table.table_url())
+        && !dir.exists()
+    {
         std::fs::create_dir_all(&dir)?;
+        return Ok(true);
     }
-    Ok(())
+    Ok(false)
 }
 
 /// Whether a table exists at this handle.

@@ -1,48 +1,231 @@
-//! A refresh's rows → one Delta transaction that replaces the whole table (an overwrite
-//! commit, so readers see the old table or the new one, never a mix).
+//! A refresh's rows → data files written while the files are still being read, then one
+//! Delta transaction that replaces the whole table (an overwrite commit: readers see the old
+//! table or the new one, never a mix).
+//!
+//! Batches stream from the reader into one writer task per core, each rolling its own
+//! Parquet files (zstd, statistics on), so encoding runs in parallel with parsing and memory
+//! stays bounded whatever the refresh's size. Nothing is committed until every table of the
+//! call has been read and written; files of a call that fails are deleted.
+
+use std::num::NonZeroU64;
 
 use arrow::array::RecordBatch;
 use arrow::datatypes::SchemaRef;
 use deltalake::DeltaTable;
-use deltalake::operations::write::SchemaMode;
-use deltalake::protocol::SaveMode;
+use deltalake::kernel::transaction::CommitBuilder;
+use deltalake::kernel::{Action, Add, MetadataExt, StructType};
+use deltalake::kernel::engine::arrow_conversion::TryIntoKernel;
+use deltalake::operations::write::writer::{DeltaWriter, WriterConfig};
+use deltalake::protocol::{DeltaOperation, SaveMode};
+use delta_kernel::table_properties::DataSkippingNumIndexedCols;
+use futures::StreamExt;
+use tokio::sync::mpsc;
+use tokio::task::JoinHandle;
 
 use super::{Outcome, writer_properties};
-use crate::error::Result;
+use crate::error::{Error, Result};
 
-/// Replaces `table` with exactly `batches` (possibly none: the table becomes empty).
-pub async fn replace(
+/// Size at which a writer starts a new data file.
+pub const TARGET_FILE_BYTES: u64 = 256 << 20;
+
+/// Statistics columns when the table does not say (Delta's default).
+const INDEXED_COLUMNS: u64 = 32;
+
+/// Writers fed round-robin with a refresh's batches; each writes its own data files.
+pub struct FileSink {
+    senders: Vec<mpsc::Sender<RecordBatch>>,
+    tasks: Vec<JoinHandle<Result<Vec<Add>>>>,
+    next: usize,
     table: DeltaTable,
-    batches: Vec<RecordBatch>,
-    columns: SchemaRef,
-    keys: &[String],
-) -> Result<(DeltaTable, Outcome)> {
-    let inserted: usize = batches.iter().map(RecordBatch::num_rows).sum();
-    let deleted = super::row_count(&table)?;
-    let table = if super::exists(&table) {
-        table
-    } else {
-        super::create(table, &columns, keys).await?
-    };
-    let batches = if batches.is_empty() {
-        vec![RecordBatch::new_empty(columns)]
-    } else {
-        batches
-    };
-    let table = table
-        .write(batches)
-        .with_save_mode(SaveMode::Overwrite)
-        .with_schema_mode(SchemaMode::Overwrite)
-        .with_writer_properties(writer_properties())
-        .await?;
-    let version = table.version();
-    Ok((
-        table,
-        Outcome {
-            inserted,
-            updated: 0,
-            deleted,
-            version,
-        },
-    ))
+    created_dir: bool,
+}
+
+impl FileSink {
+    /// Starts `writers` writer tasks on the current runtime for data files of `columns`
+    /// under `table`'s location. The table itself is not touched.
+    pub fn start(table: DeltaTable, columns: SchemaRef, writers: usize) -> Result<Self> {
+        let created_dir = super::prepare_location(&table)?;
+        let indexed = if super::exists(&table) {
+            table
+                .snapshot()?
+                .table_config()
+                .data_skipping_num_indexed_cols
+                .unwrap_or(DataSkippingNumIndexedCols::NumColumns(INDEXED_COLUMNS))
+        } else {
+            DataSkippingNumIndexedCols::NumColumns(INDEXED_COLUMNS)
+        };
+        let config = WriterConfig::new(
+            columns,
+            vec![],
+            Some(writer_properties()),
+            NonZeroU64::new(TARGET_FILE_BYTES),
+            None,
+            indexed,
+            None,
+        );
+        let mut senders = Vec::with_capacity(writers);
+        let mut tasks = Vec::with_capacity(writers);
+        for _ in 0..writers.max(1) {
+            let (tx, mut rx) = mpsc::channel::<RecordBatch>(2);
+            let mut writer = DeltaWriter::new(table.object_store(), config.clone());
+            tasks.push(tokio::spawn(async move {
+                while let Some(batch) = rx.recv().await {
+                    if let Err(e) = writer.write(&batch).await {
+                        let _ = writer.abort().await;
+                        return Err(e.into());
+                    }
+                }
+                Ok(writer.close().await?)
+            }));
+            senders.push(tx);
+        }
+        Ok(FileSink {
+            senders,
+            tasks,
+            next: 0,
+            table,
+            created_dir,
+        })
+    }
+
+    /// Hands one batch to the next writer, waiting while it is busy. Call it from a thread
+    /// outside the runtime. A writer that failed is reported by [`FileSink::finish`].
+    pub fn send(&mut self, batch: RecordBatch) -> Result<()> {
+        let i = self.next % self.senders.len();
+        self.next += 1;
+        if self.senders[i].blocking_send(batch).is_err() {
+            crate::bail!("a data file writer stopped early (its error follows when it is joined)");
+        }
+        Ok(())
+    }
+
+    /// Waits for every writer and returns the files written, uncommitted. On any failure the
+    /// files already written are deleted.
+    pub async fn finish(self) -> Result<Staged> {
+        let FileSink {
+            senders,
+            tasks,
+            table,
+            created_dir,
+            ..
+        } = self;
+        drop(senders);
+        let mut adds = Vec::new();
+        let mut failed: Option<Error> = None;
+        for t in tasks {
+            match t.await {
+                Ok(Ok(a)) => adds.extend(a),
+                Ok(Err(e)) => failed = failed.or(Some(e)),
+                Err(e) => failed = failed.or(Some(Error::msg(format!("writer task: {e}")))),
+            }
+        }
+        let staged = Staged {
+            table,
+            adds,
+            created_dir,
+        };
+        match failed {
+            None => Ok(staged),
+            Some(e) => {
+                staged.discard().await;
+                Err(e)
+            }
+        }
+    }
+}
+
+/// Data files written for a table but not committed yet.
+pub struct Staged {
+    table: DeltaTable,
+    adds: Vec<Add>,
+    created_dir: bool,
+}
+
+impl Staged {
+    /// Deletes the staged files (best effort: a file left behind is not part of the table,
+    /// and `VACUUM` removes it).
+    pub async fn discard(self) {
+        let store = self.table.object_store();
+        let paths = futures::stream::iter(self.adds.into_iter().map(|a| {
+            Ok(deltalake::Path::parse(&a.path).unwrap_or_else(|_| deltalake::Path::from(a.path)))
+        }))
+        .boxed();
+        let _ = store
+            .delete_stream(paths)
+            .collect::<Vec<_>>()
+            .await;
+        if self.created_dir
+            && let Some(dir) = super::local_dir(self.table.table_url())
+        {
+            let _ = std::fs::remove_dir(&dir);
+        }
+    }
+
+    /// Commits the staged files as the table's whole content: one overwrite commit that
+    /// removes every current file (and records new columns when they changed). A table that
+    /// does not exist yet is created first (its version 0), with `keys` recorded.
+    pub async fn commit(
+        self,
+        columns: &SchemaRef,
+        keys: &[String],
+        rows: usize,
+    ) -> Result<(DeltaTable, Outcome)> {
+        let deleted = super::row_count(&self.table)?;
+        let table = if super::exists(&self.table) {
+            self.table
+        } else {
+            super::create(self.table, columns, keys).await?
+        };
+        let snapshot = table.snapshot()?;
+        let mut actions = Vec::with_capacity(self.adds.len() + 1);
+        let current = snapshot.snapshot().arrow_schema();
+        if !same_columns(&current, columns) {
+            let schema: StructType = columns.as_ref().try_into_kernel()?;
+            actions.push(Action::Metadata(
+                snapshot
+                    .metadata()
+                    .clone()
+                    .with_schema(&schema)
+                    .map_err(|e| Error::msg(e.to_string()))?,
+            ));
+        }
+        actions.extend(
+            snapshot
+                .log_data()
+                .iter()
+                .map(|f| Action::Remove(f.remove_action(true))),
+        );
+        actions.extend(self.adds.into_iter().map(Action::Add));
+        let operation = DeltaOperation::Write {
+            mode: SaveMode::Overwrite,
+            partition_by: None,
+            predicate: None,
+        };
+        let done = CommitBuilder::default()
+            .with_actions(actions)
+            .build(Some(snapshot), table.log_store(), operation)
+            .await?;
+        let version = done.version();
+        let mut table = table;
+        table.update_state().await?;
+        Ok((
+            table,
+            Outcome {
+                inserted: rows,
+                updated: 0,
+                deleted,
+                version: Some(version as u64),
+            },
+        ))
+    }
+}
+
+/// Whether two schemas have the same column names, types and nullability, in order.
+fn same_columns(a: &SchemaRef, b: &SchemaRef) -> bool {
+    a.fields().len() == b.fields().len()
+        && a.fields().iter().zip(b.fields()).all(|(x, y)| {
+            x.name() == y.name()
+                && x.data_type() == y.data_type()
+                && x.is_nullable() == y.is_nullable()
+        })
 }

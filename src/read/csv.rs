@@ -20,6 +20,7 @@ use memchr::{memchr, memchr2};
 use rayon::prelude::*;
 
 use super::types::{self, Inference};
+use super::source::Bytes;
 use super::{FileColumns, TableLayout, shown};
 use crate::change::{self, Op};
 use crate::error::{Error, Result};
@@ -53,6 +54,10 @@ pub struct CsvFile<'a> {
     pub header: Vec<String>,
     /// Piece boundaries: piece i is `bytes[bounds[i]..bounds[i+1]]`.
     bounds: Vec<usize>,
+    /// The piece size asked for.
+    chunk: usize,
+    /// The mapped file, when pages may be released once decoded.
+    source: Option<&'a Bytes>,
 }
 
 impl<'a> CsvFile<'a> {
@@ -69,6 +74,8 @@ impl<'a> CsvFile<'a> {
             dialect,
             header: Vec::new(),
             bounds: Vec::new(),
+            chunk: chunk_bytes.clamp(1, MAX_PIECE),
+            source: None,
         };
         let mut toks = Vec::new();
         let header_end = match f.tokenize_record(0, &mut toks) {
@@ -92,19 +99,25 @@ impl<'a> CsvFile<'a> {
                 msg: "the header line names no columns".into(),
             }));
         }
-        f.bounds = split(
-            bytes,
-            header_end,
-            chunk_bytes.clamp(1, MAX_PIECE),
-            dialect.quote,
-        );
+        f.bounds = split(bytes, header_end, f.chunk, dialect.quote);
         Ok(f)
+    }
+
+    /// Lets the reader drop the pages of `source` (the mapped file these bytes are) as soon
+    /// as they are decoded, so a file larger than memory streams through.
+    pub fn releasing(mut self, source: &'a Bytes) -> Self {
+        if std::ptr::eq(source.as_ptr(), self.bytes.as_ptr()) {
+            self.source = Some(source);
+        }
+        self
     }
 
     /// Infers a type for each file position from every non-NULL value, in parallel.
     pub fn infer(&self) -> Result<Vec<Inference>> {
         let n = self.header.len();
-        let per_piece = self.pieces_try(|start, end, toks| {
+        let mut all = vec![Inference::default(); n];
+        self.pieces_each(
+            |start, end, _, toks| {
             let mut inf = vec![Inference::default(); n];
             let piece = &self.bytes[start..end];
             for rec in toks.chunks_exact(n) {
@@ -115,49 +128,80 @@ impl<'a> CsvFile<'a> {
                 }
             }
             Ok(inf)
-        })?;
-        let mut all = vec![Inference::default(); n];
-        for p in per_piece {
-            for (a, b) in all.iter_mut().zip(&p) {
-                a.merge(b);
-            }
-        }
+            },
+            |wave| {
+                for p in wave {
+                    for (a, b) in all.iter_mut().zip(&p) {
+                        a.merge(b);
+                    }
+                }
+                Ok(())
+            },
+        )?;
         Ok(all)
     }
 
-    /// Decodes every record into change batches of `layout`, `file_index` ordering files.
+    /// Decodes every record into batches of `layout`, `file_index` ordering files.
     pub fn decode(
         &self,
         layout: &TableLayout,
         plan: &FileColumns,
         file_index: u32,
     ) -> Result<Vec<RecordBatch>> {
-        let schema = layout.change_schema();
-        let pieces = self.pieces_try(|start, end, toks| {
-            let piece_no = self.bounds.iter().position(|&b| b == start).unwrap_or(0) as u32;
-            let d = PieceDecoder {
-                file: self,
-                piece: &self.bytes[start..end],
-                base: start,
-                toks,
-                ncols: self.header.len(),
-            };
-            let columns = d.decode(layout, plan, file_index, piece_no)?;
-            RecordBatch::try_new(schema.clone(), columns).map_err(|e| At {
-                pos: start,
-                msg: e.to_string(),
-            })
+        let mut out = Vec::new();
+        self.decode_each(layout, plan, file_index, |b| {
+            out.push(b);
+            Ok(())
         })?;
-        Ok(pieces.into_iter().filter(|b| b.num_rows() > 0).collect())
+        Ok(out)
     }
 
-    /// Runs `f` on every tokenized piece in parallel; on any failure, re-runs the whole body
-    /// as one piece so the error reported is the first in file order.
-    fn pieces_try<T: Send>(
+    /// Decodes every record into batches of `layout` (a change batch, or only the data
+    /// columns for a refresh), handing them to `sink` in file order as each wave of pieces is
+    /// done; nothing after the first bad record reaches `sink`.
+    pub fn decode_each(
         &self,
-        f: impl Fn(usize, usize, &[Tok]) -> Result<T, At> + Sync,
-    ) -> Result<Vec<T>> {
-        let run = |start: usize, end: usize, split: bool| -> Result<T, At> {
+        layout: &TableLayout,
+        plan: &FileColumns,
+        file_index: u32,
+        mut sink: impl FnMut(RecordBatch) -> Result<()>,
+    ) -> Result<()> {
+        let schema = layout.batch_schema();
+        self.pieces_each(
+            |start, end, piece_no, toks| {
+                let d = PieceDecoder {
+                    file: self,
+                    piece: &self.bytes[start..end],
+                    base: start,
+                    toks,
+                    ncols: self.header.len(),
+                };
+                let columns = d.decode(layout, plan, file_index, piece_no)?;
+                RecordBatch::try_new(schema.clone(), columns).map_err(|e| At {
+                    pos: start,
+                    msg: e.to_string(),
+                })
+            },
+            |wave| {
+                for b in wave.into_iter().filter(|b| b.num_rows() > 0) {
+                    sink(b)?;
+                }
+                Ok(())
+            },
+        )
+    }
+
+    /// Runs `f` on every tokenized piece, a wave of pieces at a time on rayon's pool, and
+    /// hands each wave's results in file order to `sink`; the pages of a finished wave are
+    /// released. When a piece fails while pieces were cut by quote parity, the rest of the
+    /// file is re-cut by reading its records one after another, so that a quote inside an
+    /// unquoted field cannot shift the cuts and the error reported is the first in file order.
+    fn pieces_each<T: Send>(
+        &self,
+        f: impl Fn(usize, usize, u32, &[Tok]) -> Result<T, At> + Sync,
+        mut sink: impl FnMut(Vec<T>) -> Result<()>,
+    ) -> Result<()> {
+        let run = |start: usize, end: usize, piece_no: u32, split: bool| -> Result<T, At> {
             if end - start > MAX_PIECE {
                 return Err(At {
                     pos: start,
@@ -172,21 +216,92 @@ impl<'a> CsvFile<'a> {
                 });
             }
             let toks = self.tokenize(start, end, split)?;
-            f(start, end, &toks)
+            f(start, end, piece_no, &toks)
         };
-        let ranges: Vec<(usize, usize)> = self.bounds.windows(2).map(|w| (w[0], w[1])).collect();
-        let split = ranges.len() > 1;
-        let parallel: Result<Vec<T>, At> =
-            ranges.par_iter().map(|&(s, e)| run(s, e, split)).collect();
-        match parallel {
-            Ok(v) => Ok(v),
-            Err(_) if ranges.len() > 1 => {
-                let (start, end) = (ranges[0].0, ranges[ranges.len() - 1].1);
-                run(start, end, false)
-                    .map(|t| vec![t])
-                    .map_err(|at| self.error(at))
+        let mut bounds: Cow<'_, [usize]> = Cow::Borrowed(&self.bounds);
+        let mut split = bounds.len() > 2;
+        let wave = (rayon::current_num_threads() * 2).max(2);
+        let mut i = 0;
+        while i + 1 < bounds.len() {
+            let j = (i + wave).min(bounds.len() - 1);
+            let results: Vec<Result<T, At>> = (i..j)
+                .into_par_iter()
+                .map(|k| run(bounds[k], bounds[k + 1], k as u32, split))
+                .collect();
+            if let Some(bad) = results.iter().position(Result::is_err) {
+                if split {
+                    let rest = self
+                        .sequential_bounds(bounds[i])
+                        .map_err(|at| self.error(at))?;
+                    bounds = Cow::Owned([&bounds[..i], &rest[..]].concat());
+                    split = false;
+                    continue;
+                }
+                let at = results
+                    .into_iter()
+                    .nth(bad)
+                    .and_then(Result::err)
+                    .expect("the failed piece");
+                return Err(self.error(at));
             }
-            Err(at) => Err(self.error(at)),
+            self.release(bounds[i], bounds[j]);
+            sink(results.into_iter().filter_map(Result::ok).collect())?;
+            i = j;
+        }
+        Ok(())
+    }
+
+    /// Cuts `bytes[from..]` into pieces of about `chunk` bytes by reading record after
+    /// record: slow, but right whatever the quotes do. Fails at the first bad record (or
+    /// at invalid UTF-8 before it).
+    fn sequential_bounds(&self, from: usize) -> Result<Vec<usize>, At> {
+        let (n, end) = (self.header.len(), self.bytes.len());
+        let mut out = vec![from];
+        let mut toks = Vec::with_capacity(n);
+        let mut stray = false;
+        let mut pos = from;
+        let utf8 = |upto: usize| -> Result<(), At> {
+            match std::str::from_utf8(&self.bytes[from..upto]) {
+                Ok(_) => Ok(()),
+                Err(e) => Err(At {
+                    pos: from + e.valid_up_to(),
+                    msg: "invalid UTF-8 (set csv_encoding if the files are not UTF-8)".into(),
+                }),
+            }
+        };
+        while pos < end {
+            toks.clear();
+            let next = match self.tokenize_in(pos, end, 0, &mut toks, &mut stray) {
+                Ok(next) => next,
+                Err(at) => {
+                    utf8(at.pos)?;
+                    return Err(at);
+                }
+            };
+            if toks.len() != n {
+                utf8(pos)?;
+                return Err(At {
+                    pos,
+                    msg: format!("expected {n} fields as in the header, found {}", toks.len()),
+                });
+            }
+            pos = next;
+            if pos < end && pos - out.last().copied().unwrap_or(from) >= self.chunk {
+                out.push(pos);
+            }
+        }
+        out.push(end);
+        out.dedup();
+        if out.len() == 1 {
+            out.push(end);
+        }
+        Ok(out)
+    }
+
+    /// Drops the mapped pages of `bytes[start..end]` that lie wholly inside it.
+    fn release(&self, start: usize, end: usize) {
+        if let Some(source) = self.source {
+            source.release(start, end);
         }
     }
 
@@ -433,6 +548,19 @@ impl PieceDecoder<'_, '_> {
         piece_no: u32,
     ) -> Result<Vec<ArrayRef>, At> {
         let rows = self.rows();
+        if layout.refresh {
+            // A refresh's rows are the table: only the data columns.
+            return layout
+                .columns
+                .fields()
+                .iter()
+                .zip(&plan.data)
+                .map(|(f, pos)| match pos {
+                    None => Ok(new_null_array(f.data_type(), rows)),
+                    Some(pos) => self.column(*pos, f.name(), f.data_type()),
+                })
+                .collect();
+        }
         // Operation per row first: key checks depend on it.
         let mut ops = Int8Builder::with_capacity(rows);
         let mut op_of_row = Vec::with_capacity(rows);
@@ -647,13 +775,11 @@ impl PieceDecoder<'_, '_> {
                     if self.file.is_null(self.piece, t) {
                         b.append_null();
                     } else {
-                        // The piece was checked as UTF-8 and fields are cut at ASCII bytes.
-                        b.append_value(std::str::from_utf8(&field(self.piece, t)).map_err(
-                            |e| At {
-                                pos: self.base,
-                                msg: e.to_string(),
-                            },
-                        )?);
+                        let v = field(self.piece, t);
+                        // SAFETY: the piece was checked as UTF-8 before it was tokenized, and
+                        // fields are cut (and doubled quotes undone) only at ASCII bytes, so
+                        // every field is UTF-8 too.
+                        b.append_value(unsafe { std::str::from_utf8_unchecked(&v) });
                     }
                 }
                 Arc::new(b.finish())
@@ -693,17 +819,26 @@ mod tests {
         let d = dialect();
         let f = CsvFile::open(text.as_bytes(), "t.csv", &d, chunk)?;
         let n = f.header.len();
-        let out = f.pieces_try(|s, e, toks| {
-            Ok(toks
-                .chunks_exact(n)
-                .map(|r| {
-                    r.iter()
-                        .map(|t| String::from_utf8(field(&f.bytes[s..e], *t).into_owned()).unwrap())
-                        .collect::<Vec<_>>()
-                })
-                .collect::<Vec<_>>())
-        })?;
-        Ok(out.into_iter().flatten().collect())
+        let mut out = Vec::new();
+        f.pieces_each(
+            |s, e, _, toks| {
+                Ok(toks
+                    .chunks_exact(n)
+                    .map(|r| {
+                        r.iter()
+                            .map(|t| {
+                                String::from_utf8(field(&f.bytes[s..e], *t).into_owned()).unwrap()
+                            })
+                            .collect::<Vec<_>>()
+                    })
+                    .collect::<Vec<_>>())
+            },
+            |wave| {
+                out.extend(wave.into_iter().flatten());
+                Ok(())
+            },
+        )?;
+        Ok(out)
     }
 
     #[test]

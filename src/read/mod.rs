@@ -41,6 +41,16 @@ impl TableLayout {
         Arc::new(Schema::new(fields))
     }
 
+    /// The schema of the batches a reader yields: a refresh's are the data columns only,
+    /// an integrate's are change batches.
+    pub fn batch_schema(&self) -> SchemaRef {
+        if self.refresh {
+            self.columns.clone()
+        } else {
+            self.change_schema()
+        }
+    }
+
     /// How the named columns of a file (its header) map onto this layout.
     pub fn plan(&self, names: &[String], file: &str) -> crate::error::Result<FileColumns> {
         let mut plan = FileColumns {

@@ -61,49 +61,72 @@ impl ParquetFile {
         }
     }
 
-    /// Decodes every row group into change batches of `layout`.
+    /// Decodes every row group into batches of `layout`.
     pub fn decode(
         &self,
         layout: &TableLayout,
         plan: &FileColumns,
         file_index: u32,
     ) -> Result<Vec<RecordBatch>> {
+        let mut out = Vec::new();
+        self.decode_each(layout, plan, file_index, |b| {
+            out.push(b);
+            Ok(())
+        })?;
+        Ok(out)
+    }
+
+    /// Decodes the row groups, a wave of them at a time in parallel, into batches of
+    /// `layout` (change batches, or the data columns only for a refresh), handed to `sink`
+    /// in file order.
+    pub fn decode_each(
+        &self,
+        layout: &TableLayout,
+        plan: &FileColumns,
+        file_index: u32,
+        mut sink: impl FnMut(RecordBatch) -> Result<()>,
+    ) -> Result<()> {
         let groups = self.meta.metadata().num_row_groups();
-        let schema = layout.change_schema();
-        let per_group: Vec<Vec<RecordBatch>> = (0..groups)
-            .into_par_iter()
-            .map(|g| {
-                let reader = ParquetRecordBatchReaderBuilder::new_with_metadata(
-                    self.bytes.clone(),
-                    self.meta.clone(),
-                )
-                .with_row_groups(vec![g])
-                .with_batch_size(65536)
-                .build()
-                .map_err(|e| Error::msg(format!("{}: row group {g}: {e}", self.name)))?;
-                let mut out = Vec::new();
-                let mut row = 0u32;
-                for batch in reader {
-                    let batch = batch
-                        .map_err(|e| Error::msg(format!("{}: row group {g}: {e}", self.name)))?;
-                    let n = batch.num_rows() as u32;
-                    out.push(self.change_batch(
-                        &batch,
-                        layout,
-                        plan,
-                        &schema,
-                        [file_index, g as u32, row],
-                    )?);
-                    row += n;
+        let schema = layout.batch_schema();
+        let wave = (rayon::current_num_threads() * 2).max(2);
+        for first in (0..groups).step_by(wave) {
+            let per_group: Vec<Vec<RecordBatch>> = (first..(first + wave).min(groups))
+                .into_par_iter()
+                .map(|g| {
+                    let reader = ParquetRecordBatchReaderBuilder::new_with_metadata(
+                        self.bytes.clone(),
+                        self.meta.clone(),
+                    )
+                    .with_row_groups(vec![g])
+                    .with_batch_size(65536)
+                    .build()
+                    .map_err(|e| Error::msg(format!("{}: row group {g}: {e}", self.name)))?;
+                    let mut out = Vec::new();
+                    let mut row = 0u32;
+                    for batch in reader {
+                        let batch = batch.map_err(|e| {
+                            Error::msg(format!("{}: row group {g}: {e}", self.name))
+                        })?;
+                        let n = batch.num_rows() as u32;
+                        out.push(self.change_batch(
+                            &batch,
+                            layout,
+                            plan,
+                            &schema,
+                            [file_index, g as u32, row],
+                        )?);
+                        row += n;
+                    }
+                    Ok(out)
+                })
+                .collect::<Result<_>>()?;
+            for b in per_group.into_iter().flatten() {
+                if b.num_rows() > 0 {
+                    sink(b)?;
                 }
-                Ok(out)
-            })
-            .collect::<Result<_>>()?;
-        Ok(per_group
-            .into_iter()
-            .flatten()
-            .filter(|b| b.num_rows() > 0)
-            .collect())
+            }
+        }
+        Ok(())
     }
 
     fn change_batch(
@@ -184,6 +207,9 @@ impl ParquetFile {
                 crate::bail!("{}: key column '{}' is NULL", place(r), f.name());
             }
             columns.push(col);
+        }
+        if layout.refresh {
+            return Ok(RecordBatch::try_new(schema.clone(), columns)?);
         }
         columns.push(Arc::new(Int8Array::from_iter_values(
             ops.iter().map(|o| *o as i8),

@@ -17,6 +17,28 @@ pub enum Bytes {
     Owned(Vec<u8>),
 }
 
+impl Bytes {
+    /// Tells the kernel the mapped pages wholly inside `[start, end)` are no longer needed,
+    /// so they leave this process's resident set (they are read again from the file if
+    /// touched). Owned bytes are left alone.
+    pub fn release(&self, start: usize, end: usize) {
+        #[cfg(unix)]
+        if let Bytes::Mapped(m) = self {
+            const PAGE: usize = 4096;
+            let from = start.div_ceil(PAGE) * PAGE;
+            let to = if end >= m.len() { m.len() } else { end / PAGE * PAGE };
+            if to > from {
+                // SAFETY: the map is a read-only file mapping: after MADV_DONTNEED its pages
+                // are read back from the file on the next access, so every slice of it stays
+                // valid and keeps its contents.
+                let _ = unsafe {
+                    m.unchecked_advise_range(memmap2::UncheckedAdvice::DontNeed, from, to - from)
+                };
+            }
+        }
+    }
+}
+
 impl std::ops::Deref for Bytes {
     type Target = [u8];
     fn deref(&self) -> &[u8] {
