@@ -71,13 +71,16 @@ macro_rules! from_display {
 
 from_display!(
     std::io::Error,
-    deltalake::DeltaTableError,
-    datafusion::error::DataFusionError,
     arrow::error::ArrowError,
     parquet::errors::ParquetError,
-    object_store::Error,
     serde_json::Error,
     url::ParseError
+);
+#[cfg(feature = "lake")]
+from_display!(
+    deltalake::DeltaTableError,
+    datafusion::error::DataFusionError,
+    object_store::Error
 );
 
 /// Returns early with a formatted [`Error`].

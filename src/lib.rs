@@ -11,11 +11,15 @@
 //! - [`pipeline`]: one call's read → coalesce → commit for every table.
 
 pub mod change;
+#[cfg(feature = "lake")]
 pub mod cli;
+#[cfg(feature = "lake")]
 pub mod coalesce;
+#[cfg(feature = "lake")]
 pub mod commit;
 pub mod error;
 pub mod hvr;
+#[cfg(feature = "lake")]
 pub mod pipeline;
 pub mod read;
 pub mod settings;

@@ -150,7 +150,12 @@ pub async fn run(
             let table = commit::open(&url, &storage_options)
                 .await
                 .context(&spec.base_name)?;
-            prepare(kind, spec, table, settings, started).await
+            stage_time(&spec.base_name, "open", started);
+            let t = Instant::now();
+            let name = spec.base_name.clone();
+            let p = prepare(kind, spec, table, settings, started).await;
+            stage_time(&name, "read", t);
+            p
         };
         match step.await {
             Ok(p) => prepared.push(p),
@@ -168,16 +173,26 @@ pub async fn run(
     for p in prepared {
         let name = p.spec.base_name.clone();
         let (_, outcome) = match p.payload {
-            Payload::Files(staged) => staged.commit(&p.columns, &p.keys, p.rows_in).await,
+            Payload::Files(staged) => {
+                let t = Instant::now();
+                let done = staged.commit(&p.columns, &p.keys, p.rows_in).await;
+                stage_time(&name, "commit", t);
+                done
+            }
             Payload::Changes {
                 table,
                 changes,
                 schema,
             } => {
+                let t = Instant::now();
                 let net = coalesce::coalesce(&ctx, schema, changes, &p.keys, Some(&table))
                     .await
                     .context(&name)?;
-                commit::merge::apply(table, net, p.columns.clone(), &p.keys).await
+                stage_time(&name, "coalesce", t);
+                let t = Instant::now();
+                let done = commit::merge::apply(table, net, p.columns.clone(), &p.keys).await;
+                stage_time(&name, "merge", t);
+                done
             }
         }
         .context(&name)?;
@@ -193,6 +208,16 @@ pub async fn run(
         summaries.push(s);
     }
     Ok(summaries)
+}
+
+/// With `HVRLAKE_TIMINGS` set, prints how long a stage of a table took (on stderr).
+fn stage_time(table: &str, stage: &str, since: Instant) {
+    if std::env::var_os("HVRLAKE_TIMINGS").is_some() {
+        eprintln!(
+            "hvrlake: timing: {table}: {stage} {:.3}s",
+            since.elapsed().as_secs_f64()
+        );
+    }
 }
 
 /// Whether a column name is one of HVR's extra columns rather than table data.
@@ -247,8 +272,7 @@ async fn prepare(
     }
     let mut inputs: Vec<(usize, Input)> = Vec::new();
     for (i, b) in &csv_bytes {
-        let f = CsvFile::open(b, &spec.files[*i].name, &settings.csv, settings.chunk_bytes)?
-            .releasing(b);
+        let f = CsvFile::open_mapped(b, &spec.files[*i].name, &settings.csv, settings.chunk_bytes)?;
         inputs.push((*i, Input::Csv(f)));
     }
     inputs.extend(parquet.into_iter().map(|(i, p)| (i, Input::Parquet(p))));
@@ -278,8 +302,10 @@ async fn prepare(
         .collect();
 
     // The table's columns: the existing table's, else declared, Parquet or inferred types.
+    // A refresh that must infer guesses from a sample and checks the guess while it reads.
     let keep = settings.keep_hvr_columns;
     let existing = commit::columns(&table).context(&base)?;
+    let mut guess: Option<(Vec<String>, Option<SchemaRef>, PerInput)> = None;
     let columns = match (kind, existing) {
         // An integrate keeps the table's columns; a refresh may bring new ones.
         (Kind::Integrate, Some(existing)) => existing,
@@ -295,15 +321,27 @@ async fn prepare(
                 (true, None) => bail!(
                     "{base}: no columns: HVR_COL_NAMES gives none and there is no file to take them from"
                 ),
-                (false, existing) => resolve_columns(
-                    &names,
-                    existing.as_ref(),
-                    &base,
-                    &spec.name,
-                    settings,
-                    &inputs,
-                    &headers,
-                )?,
+                (false, existing) => {
+                    let types = TypeSources {
+                        names: &names,
+                        existing: existing.as_ref(),
+                        base: &base,
+                        channel: &spec.name,
+                        settings,
+                        inputs: &inputs,
+                        headers: &headers,
+                    };
+                    if !types.need_inference() {
+                        types.resolve(&vec![None; inputs.len()])?
+                    } else if kind == Kind::Refresh {
+                        let sample = types.sample()?;
+                        let columns = types.resolve(&sample)?;
+                        guess = Some((names.clone(), existing.clone(), sample));
+                        columns
+                    } else {
+                        types.resolve(&types.infer_all()?)?
+                    }
+                }
             }
         }
     };
@@ -311,39 +349,8 @@ async fn prepare(
         (_, false) => spec.keys.clone(),
         _ => commit::recorded_keys(&table)?.unwrap_or_default(),
     };
-    let mut key_idx = Vec::with_capacity(keys.len());
-    for k in &keys {
-        match columns
-            .fields()
-            .iter()
-            .position(|f| f.name().eq_ignore_ascii_case(k))
-        {
-            Some(i) => key_idx.push(i),
-            None => bail!("{base}: key column '{k}' is not a column of the table"),
-        }
-    }
-    let keys: Vec<String> = key_idx
-        .iter()
-        .map(|&i| columns.field(i).name().clone())
-        .collect();
-    if kind == Kind::Integrate && keys.is_empty() {
-        bail!("{base}: no key columns: HVR_TBL_KEYS gives none and the table records none");
-    }
-    let layout = TableLayout {
-        columns: columns.clone(),
-        keys: key_idx,
-        op_column: settings.op_column.to_ascii_lowercase(),
-        delete_column: settings.delete_column.to_ascii_lowercase(),
-        seq_column: settings.seq_column.to_ascii_lowercase(),
-        keep_extras: keep,
-        refresh: kind == Kind::Refresh,
-    };
-    let plans: Vec<FileColumns> = inputs
-        .iter()
-        .zip(&headers)
-        .map(|((i, _), h)| layout.plan(h, &spec.files[*i].name))
-        .collect::<Result<_>>()
-        .context(&base)?;
+    let (layout, plans, keys) =
+        layout_for(kind, &columns, &keys, &inputs, &headers, &spec, settings)?;
     let (payload, rows_in) = match kind {
         Kind::Integrate => {
             let decoded: Vec<Vec<RecordBatch>> = inputs
@@ -372,39 +379,78 @@ async fn prepare(
             )
         }
         Kind::Refresh => {
-            let writers = std::thread::available_parallelism().map_or(1, usize::from);
-            let sink = Mutex::new(FileSink::start(table, columns.clone(), writers)?);
-            // The reader blocks on the writers when they fall behind: leave this worker
-            // thread to the runtime meanwhile.
-            let read = tokio::task::block_in_place(|| {
-                inputs
-                    .par_iter()
-                    .zip(plans.par_iter())
-                    .map(|((i, inp), plan)| {
-                        let mut rows = 0usize;
-                        let each = |b: RecordBatch| {
-                            rows += b.num_rows();
-                            sink.lock().expect("file sink").send(b)
-                        };
-                        match inp {
-                            Input::Csv(c) => c.decode_each(&layout, plan, *i as u32, each)?,
-                            Input::Parquet(p) => p.decode_each(&layout, plan, *i as u32, each)?,
-                        }
-                        check_rows(&spec.files[*i], rows, settings)?;
-                        Ok(rows)
-                    })
-                    .collect::<Result<Vec<usize>>>()
-            });
-            let staged = sink.into_inner().expect("file sink").finish().await;
-            match (read, staged) {
-                (Ok(rows), Ok(staged)) => (Payload::Files(staged), rows.iter().sum()),
-                (Err(e), staged) => {
-                    if let Ok(s) = staged {
-                        s.discard().await;
+            let Some((names, existing, sample)) = guess else {
+                let (staged, rows, _) =
+                    stage_refresh(&table, &layout, &plans, &inputs, &spec, settings, None)
+                        .await
+                        .context(&base)?;
+                return Ok(Prepared {
+                    spec,
+                    columns,
+                    keys,
+                    payload: Payload::Files(staged),
+                    rows_in: rows,
+                    bytes: bytes_in,
+                    started,
+                });
+            };
+            let types = TypeSources {
+                names: &names,
+                existing: existing.as_ref(),
+                base: &base,
+                channel: &spec.name,
+                settings,
+                inputs: &inputs,
+                headers: &headers,
+            };
+            // Positions whose guess no further value can change need no checking.
+            let settled: Vec<Vec<bool>> = headers
+                .iter()
+                .map(|h| h.iter().map(|n| types.settled(n, &sample)).collect())
+                .collect();
+            let first = stage_refresh(
+                &table,
+                &layout,
+                &plans,
+                &inputs,
+                &spec,
+                settings,
+                Some(&settled),
+            )
+            .await;
+            let checked = match first {
+                Ok((staged, rows, inferred)) => {
+                    if types.resolve(&inferred)? == columns {
+                        Some((staged, rows))
+                    } else {
+                        staged.discard().await;
+                        None
                     }
-                    return Err(e.context(&base));
                 }
-                (Ok(_), Err(e)) => return Err(e.context(&base)),
+                // A value the guess cannot hold, or bad input: the full pass tells which.
+                Err(_) => None,
+            };
+            match checked {
+                Some((staged, rows)) => (Payload::Files(staged), rows),
+                None => {
+                    let inferred = types.infer_all()?;
+                    let columns = types.resolve(&inferred)?;
+                    let (layout, plans, keys) =
+                        layout_for(kind, &columns, &keys, &inputs, &headers, &spec, settings)?;
+                    let (staged, rows, _) =
+                        stage_refresh(&table, &layout, &plans, &inputs, &spec, settings, None)
+                            .await
+                            .context(&base)?;
+                    return Ok(Prepared {
+                        spec,
+                        columns,
+                        keys,
+                        payload: Payload::Files(staged),
+                        rows_in: rows,
+                        bytes: bytes_in,
+                        started,
+                    });
+                }
             }
         }
     };
@@ -417,6 +463,116 @@ async fn prepare(
         bytes: bytes_in,
         started,
     })
+}
+
+/// The layout of a table's batches and how each file's columns map onto it, with the key
+/// columns as the table names them.
+fn layout_for(
+    kind: Kind,
+    columns: &SchemaRef,
+    keys: &[String],
+    inputs: &[(usize, Input)],
+    headers: &[Vec<String>],
+    spec: &TableSpec,
+    settings: &Settings,
+) -> Result<(TableLayout, Vec<FileColumns>, Vec<String>)> {
+    let base = &spec.base_name;
+    let mut key_idx = Vec::with_capacity(keys.len());
+    for k in keys {
+        match columns
+            .fields()
+            .iter()
+            .position(|f| f.name().eq_ignore_ascii_case(k))
+        {
+            Some(i) => key_idx.push(i),
+            None => bail!("{base}: key column '{k}' is not a column of the table"),
+        }
+    }
+    let keys: Vec<String> = key_idx
+        .iter()
+        .map(|&i| columns.field(i).name().clone())
+        .collect();
+    if kind == Kind::Integrate && keys.is_empty() {
+        bail!("{base}: no key columns: HVR_TBL_KEYS gives none and the table records none");
+    }
+    let layout = TableLayout {
+        columns: columns.clone(),
+        keys: key_idx,
+        op_column: settings.op_column.to_ascii_lowercase(),
+        delete_column: settings.delete_column.to_ascii_lowercase(),
+        seq_column: settings.seq_column.to_ascii_lowercase(),
+        keep_extras: settings.keep_hvr_columns,
+        refresh: kind == Kind::Refresh,
+    };
+    let plans: Vec<FileColumns> = inputs
+        .iter()
+        .zip(headers)
+        .map(|((i, _), h)| layout.plan(h, &spec.files[*i].name))
+        .collect::<Result<_>>()
+        .context(base)?;
+    Ok((layout, plans, keys))
+}
+
+/// Reads every file of a refresh into data files (not committed), one writer per core;
+/// returns them with the rows read and, where `settled` asks for it, the types every value
+/// of each CSV file allows. Files written before a failure are deleted.
+async fn stage_refresh(
+    table: &DeltaTable,
+    layout: &TableLayout,
+    plans: &[FileColumns],
+    inputs: &[(usize, Input<'_>)],
+    spec: &TableSpec,
+    settings: &Settings,
+    settled: Option<&[Vec<bool>]>,
+) -> Result<(Staged, usize, PerInput)> {
+    let writers = std::thread::available_parallelism().map_or(1, usize::from);
+    let sink = Mutex::new(FileSink::start(
+        table.clone(),
+        layout.columns.clone(),
+        writers,
+    )?);
+    // The reader blocks on the writers when they fall behind: leave this worker thread to
+    // the runtime meanwhile.
+    let read = tokio::task::block_in_place(|| {
+        inputs
+            .par_iter()
+            .zip(plans.par_iter())
+            .enumerate()
+            .map(|(k, ((i, inp), plan))| {
+                let mut rows = 0usize;
+                let each = |b: RecordBatch| {
+                    rows += b.num_rows();
+                    sink.lock().expect("file sink").send(b)
+                };
+                let inferred = match inp {
+                    Input::Csv(c) => {
+                        let settled = settled.map(|s| s[k].as_slice());
+                        c.decode_each(layout, plan, *i as u32, settled, each)?
+                    }
+                    Input::Parquet(p) => {
+                        p.decode_each(layout, plan, *i as u32, each)?;
+                        None
+                    }
+                };
+                check_rows(&spec.files[*i], rows, settings)?;
+                Ok((rows, inferred))
+            })
+            .collect::<Result<Vec<_>>>()
+    });
+    let staged = sink.into_inner().expect("file sink").finish().await;
+    match (read, staged) {
+        (Ok(per_file), Ok(staged)) => {
+            let rows = per_file.iter().map(|(r, _)| r).sum();
+            Ok((staged, rows, per_file.into_iter().map(|(_, i)| i).collect()))
+        }
+        (Err(e), staged) => {
+            if let Ok(s) = staged {
+                s.discard().await;
+            }
+            Err(e)
+        }
+        (Ok(_), Err(e)) => Err(e),
+    }
 }
 
 /// A file's rows against the count HVR gives in `HVR_FILE_NROWS`.
@@ -432,77 +588,135 @@ fn check_rows(f: &InputFile, read: usize, settings: &Settings) -> Result<()> {
     Ok(())
 }
 
-/// Column types: the existing table's, else declared, else from Parquet, else inferred from
-/// every CSV value.
-fn resolve_columns(
-    names: &[String],
-    existing: Option<&SchemaRef>,
-    base: &str,
-    channel: &str,
-    settings: &Settings,
-    inputs: &[(usize, Input)],
-    headers: &[Vec<String>],
-) -> Result<SchemaRef> {
-    let declared = |col: &str| -> Option<DeclaredType> {
-        [base, channel].iter().find_map(|t| {
-            settings
+/// Where a new table's column types come from: the existing table's, else declared, else
+/// from Parquet, else inferred from every CSV value.
+struct TypeSources<'s, 'i> {
+    names: &'s [String],
+    existing: Option<&'s SchemaRef>,
+    base: &'s str,
+    channel: &'s str,
+    settings: &'s Settings,
+    inputs: &'s [(usize, Input<'i>)],
+    headers: &'s [Vec<String>],
+}
+
+/// What inference found in each input, by file position (`None` where it did not look).
+type PerInput = Vec<Option<Vec<Inference>>>;
+
+/// Pieces of CSV a refresh reads up front to guess its types.
+const SAMPLE_PIECES: usize = 8;
+
+impl TypeSources<'_, '_> {
+    fn declared(&self, col: &str) -> Option<DeclaredType> {
+        [self.base, self.channel].iter().find_map(|t| {
+            self.settings
                 .types
                 .get(&t.to_ascii_lowercase())?
                 .get(&col.to_ascii_lowercase())
                 .copied()
         })
-    };
-    let existing_field = |n: &str| {
-        existing.and_then(|e| {
+    }
+
+    fn existing_field(&self, n: &str) -> Option<Arc<Field>> {
+        self.existing.and_then(|e| {
             e.fields()
                 .iter()
                 .find(|f| f.name().eq_ignore_ascii_case(n))
                 .cloned()
         })
-    };
-    let need_inference = names
-        .iter()
-        .any(|n| declared(n).is_none() && existing_field(n).is_none());
-    let inferred: Vec<Option<Vec<Inference>>> = if need_inference {
-        inputs
+    }
+
+    /// Whether some column's type can only come from CSV values.
+    fn need_inference(&self) -> bool {
+        self.names
+            .iter()
+            .any(|n| self.declared(n).is_none() && self.existing_field(n).is_none())
+    }
+
+    /// Whether no value read after `sample` can change column `n`'s type: it does not come
+    /// from CSV values, or the sample already saw text in it (inference only ever widens,
+    /// and text is the widest).
+    fn settled(&self, n: &str, sample: &[Option<Vec<Inference>>]) -> bool {
+        if self.declared(n).is_some() || self.existing_field(n).is_some() {
+            return true;
+        }
+        if !self.names.iter().any(|c| c.eq_ignore_ascii_case(n)) {
+            return true;
+        }
+        let inf = self.merged(n, sample);
+        inf.seen() > 0 && inf.result() == DeclaredType::String
+    }
+
+    /// What every input's inference says of column `n`, together.
+    fn merged(&self, n: &str, inferred: &[Option<Vec<Inference>>]) -> Inference {
+        let mut inf = Inference::default();
+        for (k, per_pos) in inferred.iter().enumerate() {
+            if let (Some(per_pos), Some(pos)) = (
+                per_pos,
+                self.headers[k]
+                    .iter()
+                    .position(|h| h.eq_ignore_ascii_case(n)),
+            ) {
+                inf.merge(&per_pos[pos]);
+            }
+        }
+        inf
+    }
+
+    /// Every CSV value of every file, in parallel.
+    fn infer_all(&self) -> Result<PerInput> {
+        self.inputs
             .par_iter()
             .map(|(_, inp)| match inp {
                 Input::Csv(c) => c.infer().map(Some),
                 Input::Parquet(_) => Ok(None),
             })
             .collect::<Result<_>>()
-            .context(base)?
-    } else {
-        inputs.iter().map(|_| None).collect()
-    };
-    let mut fields = Vec::with_capacity(names.len());
-    for n in names {
-        if let Some(f) = existing_field(n) {
-            fields.push(f.as_ref().clone());
-            continue;
-        }
-        let ty: DataType = match declared(n) {
-            Some(t) => t.arrow(),
-            None => {
-                let mut parquet_type = None;
-                let mut inf = Inference::default();
-                for (k, (_, inp)) in inputs.iter().enumerate() {
-                    let Some(pos) = headers[k].iter().position(|h| h.eq_ignore_ascii_case(n))
-                    else {
-                        continue;
-                    };
-                    match (inp, &inferred[k]) {
-                        (Input::Parquet(p), _) => {
-                            parquet_type = parquet_type.or(Some(p.column_type(pos)))
-                        }
-                        (Input::Csv(_), Some(per_pos)) => inf.merge(&per_pos[pos]),
-                        _ => {}
-                    }
-                }
-                parquet_type.unwrap_or_else(|| inf.result().arrow())
-            }
-        };
-        fields.push(Field::new(n, ty, true));
+            .context(self.base)
     }
-    Ok(Arc::new(Schema::new(fields)))
+
+    /// The first pieces of the first CSV files: a guess.
+    fn sample(&self) -> Result<PerInput> {
+        let mut left = SAMPLE_PIECES;
+        let mut out = Vec::with_capacity(self.inputs.len());
+        for (_, inp) in self.inputs {
+            out.push(match inp {
+                Input::Csv(c) if left > 0 => {
+                    let inf = c.infer_sample(left).context(self.base)?;
+                    left = left.saturating_sub(c.pieces());
+                    Some(inf)
+                }
+                _ => None,
+            });
+        }
+        Ok(out)
+    }
+
+    /// The columns, given what inference found in each input (`None` where it did not look).
+    fn resolve(&self, inferred: &[Option<Vec<Inference>>]) -> Result<SchemaRef> {
+        let mut fields = Vec::with_capacity(self.names.len());
+        for n in self.names {
+            if let Some(f) = self.existing_field(n) {
+                fields.push(f.as_ref().clone());
+                continue;
+            }
+            let ty: DataType = match self.declared(n) {
+                Some(t) => t.arrow(),
+                None => {
+                    let parquet_type = self.inputs.iter().enumerate().find_map(|(k, (_, inp))| {
+                        let pos = self.headers[k]
+                            .iter()
+                            .position(|h| h.eq_ignore_ascii_case(n))?;
+                        match inp {
+                            Input::Parquet(p) => Some(p.column_type(pos)),
+                            Input::Csv(_) => None,
+                        }
+                    });
+                    parquet_type.unwrap_or_else(|| self.merged(n, inferred).result().arrow())
+                }
+            };
+            fields.push(Field::new(n, ty, true));
+        }
+        Ok(Arc::new(Schema::new(fields)))
+    }
 }

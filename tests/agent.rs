@@ -465,3 +465,69 @@ fn partial_key_deletes_remove_every_matching_row() {
         ]
     );
 }
+
+#[test]
+fn refresh_checks_the_types_it_guessed_from_a_sample_against_every_value() {
+    // Pieces of 64 bytes: the guess comes from the first 8 pieces, and the last rows bring a
+    // text value, a larger decimal scale and the only non-NULL value of a column.
+    let h = Hvr {
+        userarg: "chunk_bytes=64".into(),
+        ..Hvr::new()
+    };
+    let cols = ["k", "n", "d", "late", "same", "hvr_op"];
+    let t = Table::new("g", &["k"], &cols);
+    let mut rows: Vec<Vec<Option<String>>> = (0..300)
+        .map(|i| {
+            row(&[
+                &i.to_string(),
+                &i.to_string(),
+                "1.5",
+                "NULL",
+                &(i * 2).to_string(),
+                "1",
+            ])
+        })
+        .collect();
+    rows.push(row(&["300", "x12", "2.125", "2026-01-31", "7", "1"]));
+    h.write("1-g.csv", csv(&cols, &rows));
+    h.ok("refr_write_end", &[&t], &["1-g.csv"]);
+    assert_eq!(
+        h.types("g"),
+        vec![
+            "k:Int64",
+            "n:Utf8",
+            "d:Decimal128(38, 3)",
+            "late:Date32",
+            "same:Int64"
+        ]
+    );
+    let got = h.rows("g");
+    assert_eq!(got.rows.len(), 301);
+    assert!(
+        got.rows
+            .contains(&row(&["300", "x12", "2.125", "2026-01-31", "7"]))
+    );
+    assert!(got.rows.contains(&row(&["5", "5", "1.500", "NULL", "10"])));
+
+    // Where the guess holds, the types are the same as a full read gives.
+    let h2 = Hvr {
+        userarg: "chunk_bytes=64".into(),
+        ..Hvr::new()
+    };
+    let rows: Vec<Vec<Option<String>>> = (0..300)
+        .map(|i| row(&[&i.to_string(), "t", "1.25", "NULL", &i.to_string(), "1"]))
+        .collect();
+    h2.write("1-g.csv", csv(&cols, &rows));
+    h2.ok("refr_write_end", &[&t], &["1-g.csv"]);
+    assert_eq!(
+        h2.types("g"),
+        vec![
+            "k:Int64",
+            "n:Utf8",
+            "d:Decimal128(38, 2)",
+            "late:Utf8",
+            "same:Int64"
+        ]
+    );
+    assert_eq!(h2.rows("g").rows.len(), 300);
+}

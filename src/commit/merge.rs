@@ -55,7 +55,7 @@ pub async fn apply(
         let table = table
             .write(batches)
             .with_save_mode(mode)
-            .with_writer_properties(writer_properties())
+            .with_writer_properties(writer_properties(&columns))
             .await?;
         let version = table.version();
         return Ok((
@@ -91,7 +91,7 @@ pub async fn apply(
         .merge(source, on)
         .with_source_alias("s")
         .with_target_alias("t")
-        .with_writer_properties(writer_properties())
+        .with_writer_properties(writer_properties(&columns))
         .when_matched_delete(|d| d.predicate(is_upsert().not()))?
         .when_matched_update(|u| {
             names.iter().fold(u, |u, c| {

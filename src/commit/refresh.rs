@@ -11,13 +11,13 @@ use std::num::NonZeroU64;
 
 use arrow::array::RecordBatch;
 use arrow::datatypes::SchemaRef;
+use delta_kernel::table_properties::DataSkippingNumIndexedCols;
 use deltalake::DeltaTable;
+use deltalake::kernel::engine::arrow_conversion::TryIntoKernel;
 use deltalake::kernel::transaction::CommitBuilder;
 use deltalake::kernel::{Action, Add, MetadataExt, StructType};
-use deltalake::kernel::engine::arrow_conversion::TryIntoKernel;
 use deltalake::operations::write::writer::{DeltaWriter, WriterConfig};
 use deltalake::protocol::{DeltaOperation, SaveMode};
-use delta_kernel::table_properties::DataSkippingNumIndexedCols;
 use futures::StreamExt;
 use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
@@ -54,10 +54,11 @@ impl FileSink {
         } else {
             DataSkippingNumIndexedCols::NumColumns(INDEXED_COLUMNS)
         };
+        let properties = writer_properties(&columns);
         let config = WriterConfig::new(
             columns,
             vec![],
-            Some(writer_properties()),
+            Some(properties),
             NonZeroU64::new(TARGET_FILE_BYTES),
             None,
             indexed,
@@ -150,10 +151,7 @@ impl Staged {
             Ok(deltalake::Path::parse(&a.path).unwrap_or_else(|_| deltalake::Path::from(a.path)))
         }))
         .boxed();
-        let _ = store
-            .delete_stream(paths)
-            .collect::<Vec<_>>()
-            .await;
+        let _ = store.delete_stream(paths).collect::<Vec<_>>().await;
         if self.created_dir
             && let Some(dir) = super::local_dir(self.table.table_url())
         {

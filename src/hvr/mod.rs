@@ -1,6 +1,7 @@
 //! The HVR side: the AgentPlugin call (`call`), its `HVR_*` environment (`env`) and how the
 //! files it lists map to tables (`files`).
 
+#[cfg(feature = "lake")]
 pub mod call;
 pub mod env;
 pub mod files;

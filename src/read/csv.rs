@@ -19,8 +19,8 @@ use arrow::datatypes::{DataType, TimeUnit};
 use memchr::{memchr, memchr2};
 use rayon::prelude::*;
 
-use super::types::{self, Inference};
 use super::source::Bytes;
+use super::types::{self, Inference};
 use super::{FileColumns, TableLayout, shown};
 use crate::change::{self, Op};
 use crate::error::{Error, Result};
@@ -68,6 +68,27 @@ impl<'a> CsvFile<'a> {
         dialect: &'a CsvDialect,
         chunk_bytes: usize,
     ) -> Result<Self> {
+        Self::open_in(bytes, None, name, dialect, chunk_bytes)
+    }
+
+    /// [`CsvFile::open`] on a mapped file whose pages are released as soon as they have been
+    /// scanned or decoded, so a file larger than memory streams through.
+    pub fn open_mapped(
+        source: &'a Bytes,
+        name: &'a str,
+        dialect: &'a CsvDialect,
+        chunk_bytes: usize,
+    ) -> Result<Self> {
+        Self::open_in(source, Some(source), name, dialect, chunk_bytes)
+    }
+
+    fn open_in(
+        bytes: &'a [u8],
+        source: Option<&'a Bytes>,
+        name: &'a str,
+        dialect: &'a CsvDialect,
+        chunk_bytes: usize,
+    ) -> Result<Self> {
         let mut f = CsvFile {
             bytes,
             name,
@@ -75,7 +96,7 @@ impl<'a> CsvFile<'a> {
             header: Vec::new(),
             bounds: Vec::new(),
             chunk: chunk_bytes.clamp(1, MAX_PIECE),
-            source: None,
+            source,
         };
         let mut toks = Vec::new();
         let header_end = match f.tokenize_record(0, &mut toks) {
@@ -99,46 +120,67 @@ impl<'a> CsvFile<'a> {
                 msg: "the header line names no columns".into(),
             }));
         }
-        f.bounds = split(bytes, header_end, f.chunk, dialect.quote);
+        f.bounds = split(bytes, header_end, f.chunk, dialect.quote, &|s, e| {
+            f.release(s, e)
+        });
         Ok(f)
     }
 
-    /// Lets the reader drop the pages of `source` (the mapped file these bytes are) as soon
-    /// as they are decoded, so a file larger than memory streams through.
-    pub fn releasing(mut self, source: &'a Bytes) -> Self {
-        if std::ptr::eq(source.as_ptr(), self.bytes.as_ptr()) {
-            self.source = Some(source);
-        }
-        self
+    /// How many pieces the body is cut into.
+    pub fn pieces(&self) -> usize {
+        self.bounds.len() - 1
     }
 
     /// Infers a type for each file position from every non-NULL value, in parallel.
     pub fn infer(&self) -> Result<Vec<Inference>> {
+        self.infer_pieces(usize::MAX)
+    }
+
+    /// Infers types from the first `pieces` pieces only: a guess that
+    /// [`CsvFile::decode_each`] can check against every value while it decodes.
+    pub fn infer_sample(&self, pieces: usize) -> Result<Vec<Inference>> {
+        self.infer_pieces(pieces.max(1))
+    }
+
+    fn infer_pieces(&self, pieces: usize) -> Result<Vec<Inference>> {
         let n = self.header.len();
         let mut all = vec![Inference::default(); n];
         self.pieces_each(
+            pieces,
             |start, end, _, toks| {
-            let mut inf = vec![Inference::default(); n];
-            let piece = &self.bytes[start..end];
-            for rec in toks.chunks_exact(n) {
-                for (i, t) in rec.iter().enumerate() {
-                    if !self.is_null(piece, *t) {
-                        inf[i].add(&field(piece, *t));
-                    }
-                }
-            }
-            Ok(inf)
+                let mut inf = vec![Inference::default(); n];
+                self.infer_into(&self.bytes[start..end], toks, &mut inf, None);
+                Ok(inf)
             },
             |wave| {
                 for p in wave {
-                    for (a, b) in all.iter_mut().zip(&p) {
-                        a.merge(b);
-                    }
+                    merge_into(&mut all, &p);
                 }
                 Ok(())
             },
         )?;
         Ok(all)
+    }
+
+    /// Adds every non-NULL value of a tokenized piece to `inf`, skipping `settled` positions.
+    fn infer_into(
+        &self,
+        piece: &[u8],
+        toks: &[Tok],
+        inf: &mut [Inference],
+        settled: Option<&[bool]>,
+    ) {
+        let n = self.header.len();
+        for rec in toks.chunks_exact(n) {
+            for (i, t) in rec.iter().enumerate() {
+                if settled.is_some_and(|s| s[i]) {
+                    continue;
+                }
+                if !self.is_null(piece, *t) {
+                    inf[i].add(&field(piece, *t));
+                }
+            }
+        }
     }
 
     /// Decodes every record into batches of `layout`, `file_index` ordering files.
@@ -149,7 +191,7 @@ impl<'a> CsvFile<'a> {
         file_index: u32,
     ) -> Result<Vec<RecordBatch>> {
         let mut out = Vec::new();
-        self.decode_each(layout, plan, file_index, |b| {
+        self.decode_each(layout, plan, file_index, None, |b| {
             out.push(b);
             Ok(())
         })?;
@@ -159,36 +201,57 @@ impl<'a> CsvFile<'a> {
     /// Decodes every record into batches of `layout` (a change batch, or only the data
     /// columns for a refresh), handing them to `sink` in file order as each wave of pieces is
     /// done; nothing after the first bad record reaches `sink`.
+    ///
+    /// With `infer`, also infers types from every value of the positions it does not mark
+    /// settled, in the same pass, and returns them: how a refresh checks the types it guessed
+    /// from a sample without reading the files twice.
     pub fn decode_each(
         &self,
         layout: &TableLayout,
         plan: &FileColumns,
         file_index: u32,
+        infer: Option<&[bool]>,
         mut sink: impl FnMut(RecordBatch) -> Result<()>,
-    ) -> Result<()> {
+    ) -> Result<Option<Vec<Inference>>> {
         let schema = layout.batch_schema();
+        let n = self.header.len();
+        let mut inferred = infer.map(|_| vec![Inference::default(); n]);
         self.pieces_each(
+            usize::MAX,
             |start, end, piece_no, toks| {
+                let piece = &self.bytes[start..end];
                 let d = PieceDecoder {
                     file: self,
-                    piece: &self.bytes[start..end],
+                    piece,
                     base: start,
                     toks,
-                    ncols: self.header.len(),
+                    ncols: n,
                 };
                 let columns = d.decode(layout, plan, file_index, piece_no)?;
-                RecordBatch::try_new(schema.clone(), columns).map_err(|e| At {
+                let batch = RecordBatch::try_new(schema.clone(), columns).map_err(|e| At {
                     pos: start,
                     msg: e.to_string(),
-                })
+                })?;
+                let inf = infer.map(|settled| {
+                    let mut inf = vec![Inference::default(); n];
+                    self.infer_into(piece, toks, &mut inf, Some(settled));
+                    inf
+                });
+                Ok((batch, inf))
             },
             |wave| {
-                for b in wave.into_iter().filter(|b| b.num_rows() > 0) {
-                    sink(b)?;
+                for (b, inf) in wave {
+                    if let (Some(all), Some(inf)) = (inferred.as_mut(), inf) {
+                        merge_into(all, &inf);
+                    }
+                    if b.num_rows() > 0 {
+                        sink(b)?;
+                    }
                 }
                 Ok(())
             },
-        )
+        )?;
+        Ok(inferred)
     }
 
     /// Runs `f` on every tokenized piece, a wave of pieces at a time on rayon's pool, and
@@ -198,6 +261,7 @@ impl<'a> CsvFile<'a> {
     /// unquoted field cannot shift the cuts and the error reported is the first in file order.
     fn pieces_each<T: Send>(
         &self,
+        max_pieces: usize,
         f: impl Fn(usize, usize, u32, &[Tok]) -> Result<T, At> + Sync,
         mut sink: impl FnMut(Vec<T>) -> Result<()>,
     ) -> Result<()> {
@@ -222,8 +286,8 @@ impl<'a> CsvFile<'a> {
         let mut split = bounds.len() > 2;
         let wave = (rayon::current_num_threads() * 2).max(2);
         let mut i = 0;
-        while i + 1 < bounds.len() {
-            let j = (i + wave).min(bounds.len() - 1);
+        while i + 1 < bounds.len() && i < max_pieces {
+            let j = (i + wave).min(bounds.len() - 1).min(max_pieces);
             let results: Vec<Result<T, At>> = (i..j)
                 .into_par_iter()
                 .map(|k| run(bounds[k], bounds[k + 1], k as u32, split))
@@ -447,6 +511,13 @@ impl<'a> CsvFile<'a> {
     }
 }
 
+/// Merges what each position's values allow into `all`.
+fn merge_into(all: &mut [Inference], piece: &[Inference]) {
+    for (a, b) in all.iter_mut().zip(piece) {
+        a.merge(b);
+    }
+}
+
 /// The text of a field, with doubled quotes undone.
 fn field(piece: &[u8], t: Tok) -> Cow<'_, [u8]> {
     let v = &piece[(t.start & OFFSET) as usize..t.end as usize];
@@ -464,7 +535,13 @@ fn field(piece: &[u8], t: Tok) -> Cow<'_, [u8]> {
 }
 
 /// Cuts `bytes[body..]` into pieces of about `size` at newlines outside quotes.
-fn split(bytes: &[u8], body: usize, size: usize, quote: u8) -> Vec<usize> {
+fn split(
+    bytes: &[u8],
+    body: usize,
+    size: usize,
+    quote: u8,
+    release: &(dyn Fn(usize, usize) + Sync),
+) -> Vec<usize> {
     let len = bytes.len();
     let starts: Vec<usize> = (body..len).step_by(size.max(1)).collect();
     // For each fixed piece: quote count, first newline at even and at odd quote parity.
@@ -490,6 +567,7 @@ fn split(bytes: &[u8], body: usize, size: usize, quote: u8) -> Vec<usize> {
                     break;
                 }
             }
+            release(s, e);
             (quotes, even, odd)
         })
         .collect();
@@ -821,6 +899,7 @@ mod tests {
         let n = f.header.len();
         let mut out = Vec::new();
         f.pieces_each(
+            usize::MAX,
             |s, e, _, toks| {
                 Ok(toks
                     .chunks_exact(n)

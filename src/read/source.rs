@@ -26,7 +26,11 @@ impl Bytes {
         if let Bytes::Mapped(m) = self {
             const PAGE: usize = 4096;
             let from = start.div_ceil(PAGE) * PAGE;
-            let to = if end >= m.len() { m.len() } else { end / PAGE * PAGE };
+            let to = if end >= m.len() {
+                m.len()
+            } else {
+                end / PAGE * PAGE
+            };
             if to > from {
                 // SAFETY: the map is a read-only file mapping: after MADV_DONTNEED its pages
                 // are read back from the file on the next access, so every slice of it stays

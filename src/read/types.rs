@@ -161,6 +161,11 @@ impl Inference {
         }
     }
 
+    /// How many non-NULL values were recorded.
+    pub fn seen(&self) -> u64 {
+        self.seen
+    }
+
     /// Combines what two disjoint sets of values allow.
     pub fn merge(&mut self, o: &Inference) {
         self.seen += o.seen;

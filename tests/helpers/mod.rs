@@ -173,6 +173,20 @@ impl Hvr {
         })
     }
 
+    /// The table's columns and their Arrow types, as `name:type`.
+    pub fn types(&self, base: &str) -> Vec<String> {
+        runtime().block_on(async {
+            let url = url::Url::from_directory_path(self.table_dir(base)).unwrap();
+            let table = deltalake::open_table(url).await.expect("open table");
+            let schema = table.snapshot().unwrap().snapshot().arrow_schema();
+            schema
+                .fields()
+                .iter()
+                .map(|f| format!("{}:{}", f.name(), f.data_type()))
+                .collect()
+        })
+    }
+
     /// Every row of the table, each cell as text (None = NULL), sorted.
     pub fn rows(&self, base: &str) -> Rows {
         read_rows(&self.table_dir(base))
