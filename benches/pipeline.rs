@@ -224,21 +224,27 @@ fn benches(c: &mut Criterion) {
     let mut g = c.benchmark_group("coalesce");
     g.sample_size(10).measurement_time(Duration::from_secs(15));
     g.throughput(Throughput::Elements(CYCLE_CHANGES));
-    g.bench_function("250k_changes", |b| {
-        b.iter(|| {
-            let ctx = SessionContext::new();
-            rt.block_on(coalesce::coalesce(
-                &ctx,
-                l.change_schema(),
-                changes.clone(),
-                &["order_id".into()],
-                None,
-            ))
-            .unwrap()
-            .batches
-            .len()
-        })
-    });
+    for (name, plan) in [
+        ("250k_changes_hash", coalesce::Plan::Hash),
+        ("250k_changes_window", coalesce::Plan::Window),
+    ] {
+        g.bench_function(name, |b| {
+            b.iter(|| {
+                let ctx = SessionContext::new();
+                rt.block_on(coalesce::coalesce_with(
+                    &ctx,
+                    l.change_schema(),
+                    changes.clone(),
+                    &["order_id".into()],
+                    None,
+                    plan,
+                ))
+                .unwrap()
+                .batches
+                .len()
+            })
+        });
+    }
     g.finish();
 
     // A 1,000,000-row table, written once by the refresh path; every iteration works on a copy.

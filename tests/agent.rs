@@ -531,3 +531,75 @@ fn refresh_checks_the_types_it_guessed_from_a_sample_against_every_value() {
     );
     assert_eq!(h2.rows("g").rows.len(), 300);
 }
+
+/// The `add` and `remove` actions of one commit of a table.
+fn commit_actions(h: &Hvr, base: &str, version: u64) -> (usize, usize) {
+    let log = h
+        .table_dir(base)
+        .join("_delta_log")
+        .join(format!("{version:020}.json"));
+    let text = std::fs::read_to_string(&log).unwrap();
+    let count = |kind: &str| {
+        text.lines()
+            .filter(|l| l.starts_with(&format!("{{\"{kind}\"")))
+            .count()
+    };
+    (count("add"), count("remove"))
+}
+
+#[test]
+fn integrate_rewrites_only_the_files_that_hold_a_changed_key() {
+    let h = Hvr::new();
+    let cols = ["k", "v", "hvr_op", "hvr_integ_seq"];
+    let t = Table::new("f", &["k"], &cols);
+    // Two refresh files of keys 1-100 and 1001-1100 → at least two data files? One writer
+    // per core: write them as two cycles instead, so each range is its own file.
+    let rows = |from: u64| -> Vec<Vec<Option<String>>> {
+        (from..from + 100)
+            .map(|k| row(&[&k.to_string(), "a", "1", &format!("{k:x}")]))
+            .collect()
+    };
+    h.write("1-f.csv", csv(&cols, &rows(1)));
+    h.ok("integ_end", &[&t], &["1-f.csv"]);
+    h.write("2-f.csv", csv(&cols, &rows(1001)));
+    h.ok("integ_end", &[&t], &["2-f.csv"]);
+    let v = h.version("f").unwrap();
+    assert_eq!(
+        commit_actions(&h, "f", v),
+        (1, 0),
+        "an insert-only cycle removes nothing"
+    );
+
+    // New keys only: no file is rewritten.
+    h.write("3-f.csv", csv(&cols, &[row(&["5000", "new", "1", "ff00"])]));
+    h.ok("integ_end", &[&t], &["3-f.csv"]);
+    let v = h.version("f").unwrap();
+    assert_eq!(commit_actions(&h, "f", v), (1, 0));
+
+    // An update of key 7 and a delete of key 1050: exactly the two files holding them.
+    h.write(
+        "4-f.csv",
+        csv(
+            &cols,
+            &[
+                row(&["7", "b", "2", "ff01"]),
+                row(&["1050", "a", "0", "ff02"]),
+            ],
+        ),
+    );
+    let out = h.ok("integ_end", &[&t], &["4-f.csv"]);
+    assert!(
+        out.stdout.contains("inserted=0 updated=1 deleted=1"),
+        "{}",
+        out.stdout
+    );
+    let v = h.version("f").unwrap();
+    let (adds, removes) = commit_actions(&h, "f", v);
+    assert_eq!(removes, 2);
+    assert!((1..=3).contains(&adds), "{adds} files added");
+    let got = h.rows("f");
+    assert_eq!(got.rows.len(), 200);
+    assert!(got.rows.contains(&row(&["7", "b"])));
+    assert!(!got.rows.iter().any(|r| r[0].as_deref() == Some("1050")));
+    assert!(got.rows.contains(&row(&["5000", "new"])));
+}

@@ -11,10 +11,25 @@ use datafusion::prelude::{Expr, SessionContext, lit};
 use deltalake::DeltaTable;
 use deltalake::protocol::SaveMode;
 
+use std::collections::HashMap;
+use std::sync::Mutex;
+
+use arrow::array::{ArrayRef, BooleanArray, BooleanBufferBuilder};
+use arrow::datatypes::{DataType, Int64Type};
+use arrow::row::{RowConverter, SortField};
+use deltalake::kernel::Action;
+use deltalake::kernel::transaction::CommitBuilder;
+use deltalake::protocol::DeltaOperation;
+use futures::StreamExt;
+use object_store::ObjectStoreExt;
+use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
+use rayon::prelude::*;
+
+use super::refresh::FileSink;
 use super::{Outcome, writer_properties};
 use crate::change::{self, Op};
 use crate::coalesce::Coalesced;
-use crate::error::Result;
+use crate::error::{Error, Result};
 
 fn qualified(alias: &str, name: &str) -> Expr {
     Expr::Column(Column::new(Some(alias), name))
@@ -78,6 +93,9 @@ pub async fn apply(
             },
         ));
     }
+    if std::env::var_os("HVRLAKE_DATAFUSION_MERGE").is_none() {
+        return rewrite(table, net, columns, upserts, upsert_count, keys).await;
+    }
     let ctx = SessionContext::new();
     let source = ctx.read_batches(net.batches)?;
     let on = keys
@@ -134,4 +152,258 @@ fn upsert_rows(batches: &[RecordBatch], columns: &SchemaRef) -> Result<Vec<Recor
         }
     }
     Ok(out)
+}
+
+/// The changes' keys, row-encoded, and whether each is an upsert.
+struct KeySet {
+    converter: RowConverter,
+    key_types: Vec<DataType>,
+    ops: HashMap<Box<[u8]>, bool>,
+    /// The first key column's values when it is an integer: to skip files by statistics.
+    first_ints: Option<Vec<i64>>,
+}
+
+impl KeySet {
+    fn new(batches: &[RecordBatch], keys: &[String]) -> Result<Self> {
+        let schema = batches[0].schema();
+        let key_idx: Vec<usize> = keys
+            .iter()
+            .map(|k| schema.index_of(k))
+            .collect::<std::result::Result<_, _>>()?;
+        let key_types: Vec<DataType> = key_idx
+            .iter()
+            .map(|&i| schema.field(i).data_type().clone())
+            .collect();
+        let converter = RowConverter::new(
+            key_types
+                .iter()
+                .map(|t| SortField::new(t.clone()))
+                .collect(),
+        )?;
+        let op_idx = schema.index_of(change::OP)?;
+        let mut ops = HashMap::new();
+        let mut first_ints = matches!(
+            key_types[0],
+            DataType::Int64 | DataType::Int32 | DataType::Int16 | DataType::Int8
+        )
+        .then(Vec::new);
+        for b in batches {
+            let cols: Vec<ArrayRef> = key_idx.iter().map(|&i| b.column(i).clone()).collect();
+            let rows = converter.convert_columns(&cols)?;
+            let op = b.column(op_idx).as_primitive::<Int8Type>();
+            for r in 0..b.num_rows() {
+                ops.insert(rows.row(r).as_ref().into(), op.value(r) == Op::Upsert as i8);
+            }
+            if let Some(v) = first_ints.as_mut() {
+                let c = arrow::compute::cast(&cols[0], &DataType::Int64)?;
+                v.extend(c.as_primitive::<Int64Type>().iter().flatten());
+            }
+        }
+        if let Some(v) = first_ints.as_mut() {
+            v.sort_unstable();
+        }
+        Ok(KeySet {
+            converter,
+            key_types,
+            ops,
+            first_ints,
+        })
+    }
+
+    /// Whether a file whose statistics give `stats` may hold a changed key.
+    fn may_touch(&self, stats: Option<&str>, first_key: &str) -> bool {
+        let (Some(ints), Some(stats)) = (&self.first_ints, stats) else {
+            return true;
+        };
+        let Ok(v) = serde_json::from_str::<serde_json::Value>(stats) else {
+            return true;
+        };
+        let bound = |which: &str| v.get(which)?.get(first_key)?.as_i64();
+        let (Some(lo), Some(hi)) = (bound("minValues"), bound("maxValues")) else {
+            return true;
+        };
+        let i = ints.partition_point(|&k| k < lo);
+        i < ints.len() && ints[i] <= hi
+    }
+}
+
+/// What filtering one data file against the changed keys found.
+struct Filtered {
+    /// The rows to keep, when some row of the file was changed.
+    kept: Option<Vec<RecordBatch>>,
+    updated: usize,
+    deleted: usize,
+}
+
+/// Drops the rows of one data file whose key changed.
+fn filter_file(
+    bytes: bytes::Bytes,
+    name: &str,
+    set: &KeySet,
+    keys: &[String],
+    columns: &SchemaRef,
+) -> Result<Filtered> {
+    let reader = ParquetRecordBatchReaderBuilder::try_new(bytes)
+        .map_err(|e| Error::msg(format!("{name}: {e}")))?
+        .with_batch_size(65536)
+        .build()
+        .map_err(|e| Error::msg(format!("{name}: {e}")))?;
+    let (mut updated, mut deleted) = (0, 0);
+    let mut kept = Vec::new();
+    for b in reader {
+        let b = b.map_err(|e| Error::msg(format!("{name}: {e}")))?;
+        let b = conform(&b, columns)?;
+        let cols: Vec<ArrayRef> = keys
+            .iter()
+            .zip(&set.key_types)
+            .map(|(k, t)| {
+                arrow::compute::cast(b.column(columns.index_of(k)?), t).map_err(Into::into)
+            })
+            .collect::<Result<_>>()?;
+        let rows = set.converter.convert_columns(&cols)?;
+        let mut keep = BooleanBufferBuilder::new(b.num_rows());
+        for r in 0..b.num_rows() {
+            match set.ops.get(rows.row(r).as_ref()) {
+                None => keep.append(true),
+                Some(upsert) => {
+                    keep.append(false);
+                    if *upsert {
+                        updated += 1;
+                    } else {
+                        deleted += 1;
+                    }
+                }
+            }
+        }
+        let mask = BooleanArray::new(keep.finish(), None);
+        kept.push(arrow::compute::filter_record_batch(&b, &mask)?);
+    }
+    Ok(Filtered {
+        kept: (updated + deleted > 0).then_some(kept),
+        updated,
+        deleted,
+    })
+}
+
+/// A batch read from a data file, in the table's column order and types.
+fn conform(b: &RecordBatch, columns: &SchemaRef) -> Result<RecordBatch> {
+    let cols = columns
+        .fields()
+        .iter()
+        .map(|f| {
+            let c = match b.schema().index_of(f.name()) {
+                Ok(i) => b.column(i).clone(),
+                Err(_) => arrow::array::new_null_array(f.data_type(), b.num_rows()),
+            };
+            if c.data_type() == f.data_type() {
+                Ok(c)
+            } else {
+                arrow::compute::cast(&c, f.data_type()).map_err(Into::into)
+            }
+        })
+        .collect::<Result<Vec<_>>>()?;
+    Ok(RecordBatch::try_new(columns.clone(), cols)?)
+}
+
+/// Applies net changes by rewriting only the data files that hold a changed key (files
+/// whose key statistics rule them out are not even read), writing the upserts as new files,
+/// and committing the removes and adds as one MERGE transaction.
+async fn rewrite(
+    table: DeltaTable,
+    net: Coalesced,
+    columns: SchemaRef,
+    upserts: Vec<RecordBatch>,
+    upsert_count: usize,
+    keys: &[String],
+) -> Result<(DeltaTable, Outcome)> {
+    let set = KeySet::new(&net.batches, keys)?;
+    drop(net);
+    let snapshot = table.snapshot()?;
+    let candidates: Vec<_> = snapshot
+        .log_data()
+        .iter()
+        .filter(|f| set.may_touch(f.stats().as_deref(), &keys[0]))
+        .map(|f| (f.object_store_path(), f.remove_action(true)))
+        .collect();
+    let store = table.object_store();
+    let fetched: Vec<(bytes::Bytes, deltalake::kernel::Remove)> =
+        futures::stream::iter(candidates.into_iter().map(|(path, remove)| {
+            let store = store.clone();
+            async move {
+                let bytes = store.get(&path).await?.bytes().await?;
+                Ok::<_, Error>((bytes, remove))
+            }
+        }))
+        .buffered(8)
+        .collect::<Vec<_>>()
+        .await
+        .into_iter()
+        .collect::<Result<_>>()?;
+    let writers = std::thread::available_parallelism().map_or(1, usize::from);
+    let sink = Mutex::new(FileSink::start(table.clone(), columns.clone(), writers)?);
+    let filtered = tokio::task::block_in_place(|| {
+        let removes = fetched
+            .into_par_iter()
+            .map(|(bytes, remove)| {
+                let f = filter_file(bytes, &remove.path, &set, keys, &columns)?;
+                let Some(kept) = f.kept else {
+                    return Ok(None);
+                };
+                for b in kept.into_iter().filter(|b| b.num_rows() > 0) {
+                    sink.lock().expect("file sink").send(b)?;
+                }
+                Ok(Some((remove, f.updated, f.deleted)))
+            })
+            .collect::<Result<Vec<_>>>()?;
+        for b in upserts {
+            sink.lock().expect("file sink").send(b)?;
+        }
+        Ok::<_, Error>(removes)
+    });
+    let staged = sink.into_inner().expect("file sink").finish().await;
+    let (removes, staged) = match (filtered, staged) {
+        (Ok(r), Ok(s)) => (r, s),
+        (Err(e), Ok(s)) => {
+            s.discard().await;
+            return Err(e);
+        }
+        (_, Err(e)) => return Err(e),
+    };
+    let (mut updated, mut deleted) = (0, 0);
+    let mut actions = Vec::new();
+    for (remove, u, d) in removes.into_iter().flatten() {
+        updated += u;
+        deleted += d;
+        actions.push(Action::Remove(remove));
+    }
+    let (table, adds) = staged.into_parts();
+    actions.extend(adds.into_iter().map(Action::Add));
+    let on = keys
+        .iter()
+        .map(|k| format!("t.{k} = s.{k}"))
+        .collect::<Vec<_>>()
+        .join(" AND ");
+    let operation = DeltaOperation::Merge {
+        predicate: None,
+        merge_predicate: Some(on),
+        matched_predicates: vec![],
+        not_matched_predicates: vec![],
+        not_matched_by_source_predicates: vec![],
+    };
+    let done = CommitBuilder::default()
+        .with_actions(actions)
+        .build(Some(table.snapshot()?), table.log_store(), operation)
+        .await?;
+    let version = done.version();
+    let mut table = table;
+    table.update_state().await?;
+    Ok((
+        table,
+        Outcome {
+            inserted: upsert_count - updated,
+            updated,
+            deleted,
+            version: Some(version as u64),
+        },
+    ))
 }

@@ -28,6 +28,9 @@ use crate::error::{Error, Result};
 /// Size at which a writer starts a new data file.
 pub const TARGET_FILE_BYTES: u64 = 256 << 20;
 
+/// Rows handed to one writer before the next takes over.
+const SLICE_ROWS: usize = 1 << 16;
+
 /// Statistics columns when the table does not say (Delta's default).
 const INDEXED_COLUMNS: u64 = 32;
 
@@ -35,6 +38,7 @@ const INDEXED_COLUMNS: u64 = 32;
 pub struct FileSink {
     senders: Vec<mpsc::Sender<RecordBatch>>,
     tasks: Vec<JoinHandle<Result<Vec<Add>>>>,
+    /// Rows sent so far.
     next: usize,
     table: DeltaTable,
     created_dir: bool,
@@ -92,8 +96,9 @@ impl FileSink {
     /// Hands one batch to the next writer, waiting while it is busy. Call it from a thread
     /// outside the runtime. A writer that failed is reported by [`FileSink::finish`].
     pub fn send(&mut self, batch: RecordBatch) -> Result<()> {
-        let i = self.next % self.senders.len();
-        self.next += 1;
+        // Runs of about SLICE_ROWS rows per writer: a small write stays one file.
+        let i = (self.next / SLICE_ROWS) % self.senders.len();
+        self.next += batch.num_rows();
         if self.senders[i].blocking_send(batch).is_err() {
             crate::bail!("a data file writer stopped early (its error follows when it is joined)");
         }
@@ -157,6 +162,11 @@ impl Staged {
         {
             let _ = std::fs::remove_dir(&dir);
         }
+    }
+
+    /// The table and the files written, for a commit made elsewhere.
+    pub fn into_parts(self) -> (DeltaTable, Vec<Add>) {
+        (self.table, self.adds)
     }
 
     /// Commits the staged files as the table's whole content: one overwrite commit that
