@@ -372,6 +372,14 @@ impl<'a> CsvFile<'a> {
     /// Tokenizes `bytes[start..end]`, which begins and ends at record boundaries.
     /// With `split`, a stray quote is an error, since it makes the parity split unsafe.
     fn tokenize(&self, start: usize, end: usize, split: bool) -> Result<Vec<Tok>, At> {
+        match self.tokenize_fast(start, end) {
+            Some(toks) => Ok(toks),
+            None => self.tokenize_careful(start, end, split),
+        }
+    }
+
+    /// [`CsvFile::tokenize`] record by record, for anything the fast path gives up on.
+    fn tokenize_careful(&self, start: usize, end: usize, split: bool) -> Result<Vec<Tok>, At> {
         let ncols = self.header.len();
         let mut toks = Vec::with_capacity((end - start) / 8);
         let mut pos = start;
@@ -396,6 +404,102 @@ impl<'a> CsvFile<'a> {
             });
         }
         Ok(toks)
+    }
+
+    /// Tokenizes `bytes[start..end]` in one pass over the separators, quotes and newlines
+    /// that `memchr3` finds. Gives up (`None`) on anything irregular — a quote inside an
+    /// unquoted field, a quote never closed, a byte other than a separator or newline after
+    /// a closing quote, a record with the wrong field count — and [`CsvFile::tokenize`] then
+    /// goes through the careful tokenizer, which accepts or reports it exactly.
+    fn tokenize_fast(&self, start: usize, end: usize) -> Option<Vec<Tok>> {
+        let s = &self.bytes[start..end];
+        let (sep, quote) = (self.dialect.separator, self.dialect.quote);
+        if sep == b'\n' || quote == b'\n' || sep == quote {
+            return None;
+        }
+        let n = self.header.len();
+        let mut toks = Vec::with_capacity(s.len() / 8 + n);
+        let mut field = 0usize; // start of the current field
+        let mut quoted = false;
+        let mut in_quotes = false;
+        let mut escaped = false;
+        let mut closed = 0usize; // where the current quoted field's closing quote is
+        let mut skip = usize::MAX; // the second quote of a doubled pair
+        let mut fields = 0usize; // fields of the current record so far
+        let finish = |toks: &mut Vec<Tok>, field: usize, at: usize, quoted, escaped, closed| {
+            if quoted {
+                let crlf = closed + 2 == at && at < s.len() && s[at] == b'\n' && s[at - 1] == b'\r';
+                if closed + 1 != at && !crlf {
+                    return false;
+                }
+                let flags = QUOTED | if escaped { ESCAPED } else { 0 };
+                toks.push(Tok {
+                    start: (field + 1) as u32 | flags,
+                    end: closed as u32,
+                });
+            } else {
+                let mut fend = at;
+                if at < s.len() && s[at] == b'\n' && fend > field && s[fend - 1] == b'\r' {
+                    fend -= 1;
+                }
+                toks.push(Tok {
+                    start: field as u32,
+                    end: fend as u32,
+                });
+            }
+            true
+        };
+        for p in memchr::memchr3_iter(sep, quote, b'\n', s) {
+            let c = s[p];
+            if in_quotes {
+                if c == quote {
+                    if p == skip {
+                        continue;
+                    }
+                    if p + 1 < s.len() && s[p + 1] == quote {
+                        escaped = true;
+                        skip = p + 1;
+                    } else {
+                        in_quotes = false;
+                        closed = p;
+                    }
+                }
+                continue;
+            }
+            if c == quote {
+                if p == field && !quoted {
+                    quoted = true;
+                    in_quotes = true;
+                    continue;
+                }
+                return None;
+            }
+            if !finish(&mut toks, field, p, quoted, escaped, closed) {
+                return None;
+            }
+            fields += 1;
+            if c == b'\n' {
+                if fields != n {
+                    return None;
+                }
+                fields = 0;
+            }
+            field = p + 1;
+            quoted = false;
+            escaped = false;
+        }
+        if in_quotes {
+            return None;
+        }
+        if field < s.len() || fields > 0 {
+            if !finish(&mut toks, field, s.len(), quoted, escaped, closed) {
+                return None;
+            }
+            if fields + 1 != n {
+                return None;
+            }
+        }
+        Some(toks)
     }
 
     fn tokenize_record(&self, pos: usize, toks: &mut Vec<Tok>) -> Result<usize, At> {
@@ -931,6 +1035,47 @@ mod tests {
         for chunk in 1..text.len() + 2 {
             assert_eq!(records(text, chunk).unwrap(), want, "chunk {chunk}");
         }
+    }
+
+    #[test]
+    fn fast_tokenizer_agrees_with_the_careful_one() {
+        let cases = [
+            "a,b\n1,2\n",
+            "a,b\r\n1,\"x\"\"y\"\r\n\"\",\n",
+            "a,b\n1,\"x\"\r,2\n",
+            "a,b\n1,2",
+            "a,b\n1,",
+            "a,b\n\"1\"\r",
+            "a,b\n\"1\",\"2\"",
+            "a,b\n1,x\"y\n",
+            "a,b\n\n",
+            "a,b\n1,2,3\n",
+            "a,b\n\"unclosed,1\n",
+            "a,b\n\"a\"b,1\n",
+            "a,b\n\"a\"\"\n",
+            "a,b\n1,2\r\n3,\"4\n5\"\r\n",
+            "a,b\n,\n,\"\"\n",
+            "a,b\n1,2\r",
+            "a,b\n\"\"\"\",\"\"\"\"\"\"\n",
+        ];
+        let d = dialect();
+        let mut fast_taken = 0;
+        for text in cases {
+            let f = CsvFile::open(text.as_bytes(), "t.csv", &d, 1 << 20).unwrap();
+            let (start, end) = (f.bounds[0], text.len());
+            let careful = f.tokenize_careful(start, end, false);
+            if let Some(fast) = f.tokenize_fast(start, end) {
+                fast_taken += 1;
+                let careful =
+                    careful.unwrap_or_else(|e| panic!("{text:?}: fast ok, careful {e:?}"));
+                let pairs = |t: &[Tok]| t.iter().map(|t| (t.start, t.end)).collect::<Vec<_>>();
+                assert_eq!(pairs(&fast), pairs(&careful), "{text:?}");
+            }
+        }
+        assert!(
+            fast_taken >= 8,
+            "the fast path took only {fast_taken} cases"
+        );
     }
 
     #[test]

@@ -154,8 +154,10 @@ impl Inference {
             self.boolean = matches!(v.to_ascii_lowercase().as_slice(), b"true" | b"false");
         }
         if self.date || self.timestamp {
-            let is_date = parse_date(v).is_some();
-            let is_ts = is_date || parse_timestamp_micros(v).is_some();
+            let is_date = self.date && parse_date(v).is_some();
+            let is_ts = is_date
+                || (self.timestamp
+                    && (parse_timestamp_micros(v).is_some() || parse_date(v).is_some()));
             self.date &= is_date;
             self.timestamp &= is_ts;
         }
