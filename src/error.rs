@@ -10,21 +10,38 @@ pub struct Error {
     message: String,
 }
 
+/// `text` with control characters escaped, so that it prints as one line.
+fn one_line(text: String) -> String {
+    if !text.chars().any(char::is_control) {
+        return text;
+    }
+    let mut out = String::with_capacity(text.len() + 8);
+    for c in text.chars() {
+        if c.is_control() {
+            out.extend(c.escape_default());
+        } else {
+            out.push(c);
+        }
+    }
+    out
+}
+
 /// Result with the program's error type.
 pub type Result<T, E = Error> = std::result::Result<T, E>;
 
 impl Error {
-    /// An error with this exact message.
+    /// An error with this message, kept to one line: line breaks and other control
+    /// characters a value may bring into it are shown escaped (`\n`).
     pub fn msg(message: impl Into<String>) -> Self {
         Error {
-            message: message.into(),
+            message: one_line(message.into()),
         }
     }
 
     /// Puts `context: ` in front of the message, e.g. the table or file it concerns.
     pub fn context(self, context: impl fmt::Display) -> Self {
         Error {
-            message: format!("{context}: {}", self.message),
+            message: one_line(format!("{context}: {}", self.message)),
         }
     }
 
@@ -89,4 +106,20 @@ macro_rules! bail {
     ($($arg:tt)*) => {
         return Err($crate::error::Error::msg(format!($($arg)*)))
     };
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn messages_stay_on_one_line() {
+        let e = Error::msg("setting '\n' in the userarg is not name=value");
+        assert_eq!(
+            e.message(),
+            "setting '\\n' in the userarg is not name=value"
+        );
+        let e = Error::msg("plain").context("t\r1");
+        assert_eq!(e.to_string(), "t\\r1: plain");
+    }
 }

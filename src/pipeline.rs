@@ -633,9 +633,9 @@ impl TypeSources<'_, '_> {
             .any(|n| self.declared(n).is_none() && self.existing_field(n).is_none())
     }
 
-    /// Whether no value read after `sample` can change column `n`'s type: it does not come
-    /// from CSV values, or the sample already saw text in it (inference only ever widens,
-    /// and text is the widest).
+    /// Whether no value read after `sample` can change column `n`'s type without the decoding
+    /// noticing: it does not come from CSV values, or the sample already saw text in it
+    /// (inference only ever widens, and text is the widest), or a date or a timestamp.
     fn settled(&self, n: &str, sample: &[Option<Vec<Inference>>]) -> bool {
         if self.declared(n).is_some() || self.existing_field(n).is_some() {
             return true;
@@ -644,7 +644,14 @@ impl TypeSources<'_, '_> {
             return true;
         }
         let inf = self.merged(n, sample);
-        inf.seen() > 0 && inf.result() == DeclaredType::String
+        // Text: the widest type. A date or timestamp guess: decoding parses every value with
+        // the very parser inference uses for that type, so a value that decodes keeps the
+        // guess, and one that does not fails the read (and the full pass takes over).
+        inf.seen() > 0
+            && matches!(
+                inf.result(),
+                DeclaredType::String | DeclaredType::Date | DeclaredType::Timestamp
+            )
     }
 
     /// What every input's inference says of column `n`, together.

@@ -474,40 +474,42 @@ fn refresh_checks_the_types_it_guessed_from_a_sample_against_every_value() {
         userarg: "chunk_bytes=64".into(),
         ..Hvr::new()
     };
-    let cols = ["k", "n", "d", "late", "same", "hvr_op"];
+    let cols = ["k", "n", "d", "late", "same", "ts", "hvr_op"];
     let t = Table::new("g", &["k"], &cols);
     let mut rows: Vec<Vec<Option<String>>> = (0..300)
         .map(|i| {
-            row(&[
-                &i.to_string(),
-                &i.to_string(),
-                "1.5",
-                "NULL",
-                &(i * 2).to_string(),
-                "1",
-            ])
+            let (k, twice) = (i.to_string(), (i * 2).to_string());
+            row(&[&k, &k, "1.5", "NULL", &twice, "2026-01-01 10:00:00", "1"])
         })
         .collect();
-    rows.push(row(&["300", "x12", "2.125", "2026-01-31", "7", "1"]));
+    rows.push(row(&[
+        "300",
+        "x12",
+        "2.125",
+        "2026-01-31",
+        "7",
+        "soon",
+        "1",
+    ]));
     h.write("1-g.csv", csv(&cols, &rows));
     h.ok("refr_write_end", &[&t], &["1-g.csv"]);
-    assert_eq!(
-        h.types("g"),
-        vec![
-            "k:Int64",
-            "n:Utf8",
-            "d:Decimal128(38, 3)",
-            "late:Date32",
-            "same:Int64"
-        ]
-    );
+    let want = [
+        "k:Int64",
+        "n:Utf8",
+        "d:Decimal128(38, 3)",
+        "late:Date32",
+        "same:Int64",
+        "ts:Utf8",
+    ];
+    assert_eq!(h.types("g"), want);
     let got = h.rows("g");
     assert_eq!(got.rows.len(), 301);
     assert!(
         got.rows
-            .contains(&row(&["300", "x12", "2.125", "2026-01-31", "7"]))
+            .contains(&row(&["300", "x12", "2.125", "2026-01-31", "7", "soon"]))
     );
-    assert!(got.rows.contains(&row(&["5", "5", "1.500", "NULL", "10"])));
+    let five = row(&["5", "5", "1.500", "NULL", "10", "2026-01-01 10:00:00"]);
+    assert!(got.rows.contains(&five));
 
     // Where the guess holds, the types are the same as a full read gives.
     let h2 = Hvr {
@@ -515,20 +517,22 @@ fn refresh_checks_the_types_it_guessed_from_a_sample_against_every_value() {
         ..Hvr::new()
     };
     let rows: Vec<Vec<Option<String>>> = (0..300)
-        .map(|i| row(&[&i.to_string(), "t", "1.25", "NULL", &i.to_string(), "1"]))
+        .map(|i| {
+            let k = i.to_string();
+            row(&[&k, "t", "1.25", "NULL", &k, "2026-01-01", "1"])
+        })
         .collect();
     h2.write("1-g.csv", csv(&cols, &rows));
     h2.ok("refr_write_end", &[&t], &["1-g.csv"]);
-    assert_eq!(
-        h2.types("g"),
-        vec![
-            "k:Int64",
-            "n:Utf8",
-            "d:Decimal128(38, 2)",
-            "late:Utf8",
-            "same:Int64"
-        ]
-    );
+    let want = [
+        "k:Int64",
+        "n:Utf8",
+        "d:Decimal128(38, 2)",
+        "late:Utf8",
+        "same:Int64",
+        "ts:Date32",
+    ];
+    assert_eq!(h2.types("g"), want);
     assert_eq!(h2.rows("g").rows.len(), 300);
 }
 
