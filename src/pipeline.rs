@@ -419,7 +419,15 @@ async fn prepare(
             )
             .await;
             let checked = match first {
-                Ok((staged, rows, inferred)) => {
+                Ok((staged, rows, mut inferred)) => {
+                    // Settled positions were not re-inferred: what the sample saw is theirs.
+                    for (all, seen) in inferred.iter_mut().zip(&sample) {
+                        if let (Some(all), Some(seen)) = (all.as_mut(), seen) {
+                            for (a, b) in all.iter_mut().zip(seen) {
+                                a.merge(b);
+                            }
+                        }
+                    }
                     if types.resolve(&inferred)? == columns {
                         Some((staged, rows))
                     } else {
@@ -430,6 +438,13 @@ async fn prepare(
                 // A value the guess cannot hold, or bad input: the full pass tells which.
                 Err(_) => None,
             };
+            if checked.is_none() {
+                stage_time(
+                    &base,
+                    "types guessed from a sample did not hold, read again",
+                    started,
+                );
+            }
             match checked {
                 Some((staged, rows)) => (Payload::Files(staged), rows),
                 None => {

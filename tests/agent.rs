@@ -470,8 +470,10 @@ fn partial_key_deletes_remove_every_matching_row() {
 fn refresh_checks_the_types_it_guessed_from_a_sample_against_every_value() {
     // Pieces of 64 bytes: the guess comes from the first 8 pieces, and the last rows bring a
     // text value, a larger decimal scale and the only non-NULL value of a column.
+    let timings = vec![("HVRLAKE_TIMINGS".to_string(), "1".to_string())];
     let h = Hvr {
         userarg: "chunk_bytes=64".into(),
+        env: timings.clone(),
         ..Hvr::new()
     };
     let cols = ["k", "n", "d", "late", "same", "ts", "hvr_op"];
@@ -492,7 +494,8 @@ fn refresh_checks_the_types_it_guessed_from_a_sample_against_every_value() {
         "1",
     ]));
     h.write("1-g.csv", csv(&cols, &rows));
-    h.ok("refr_write_end", &[&t], &["1-g.csv"]);
+    let out = h.ok("refr_write_end", &[&t], &["1-g.csv"]);
+    assert!(out.stderr.contains("did not hold"), "{}", out.stderr);
     let want = [
         "k:Int64",
         "n:Utf8",
@@ -514,6 +517,7 @@ fn refresh_checks_the_types_it_guessed_from_a_sample_against_every_value() {
     // Where the guess holds, the types are the same as a full read gives.
     let h2 = Hvr {
         userarg: "chunk_bytes=64".into(),
+        env: timings,
         ..Hvr::new()
     };
     let rows: Vec<Vec<Option<String>>> = (0..300)
@@ -523,7 +527,8 @@ fn refresh_checks_the_types_it_guessed_from_a_sample_against_every_value() {
         })
         .collect();
     h2.write("1-g.csv", csv(&cols, &rows));
-    h2.ok("refr_write_end", &[&t], &["1-g.csv"]);
+    let out = h2.ok("refr_write_end", &[&t], &["1-g.csv"]);
+    assert!(!out.stderr.contains("did not hold"), "{}", out.stderr);
     let want = [
         "k:Int64",
         "n:Utf8",
