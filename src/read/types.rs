@@ -151,7 +151,7 @@ impl Inference {
                     .is_some();
         }
         if self.boolean {
-            self.boolean = matches!(v.to_ascii_lowercase().as_slice(), b"true" | b"false");
+            self.boolean = v.eq_ignore_ascii_case(b"true") || v.eq_ignore_ascii_case(b"false");
         }
         if self.date || self.timestamp {
             let is_date = self.date && parse_date(v).is_some();
@@ -271,7 +271,11 @@ pub fn parse_decimal(v: &[u8], precision: u8, scale: i8) -> Option<i128> {
         ),
         None => (d, 0),
     };
+    // Digits gather in a u64 (18 at a time, which always fits) and move to the i128 only
+    // every 18 digits: 128-bit multiplies per digit cost more than the rest of the parse.
     let mut n: i128 = 0;
+    let mut chunk: u64 = 0;
+    let mut chunk_digits = 0u32;
     let mut frac_digits: i32 = 0;
     let mut seen_dot = false;
     let mut any = false;
@@ -288,10 +292,21 @@ pub fn parse_decimal(v: &[u8], precision: u8, scale: i8) -> Option<i128> {
             return None;
         }
         any = true;
-        n = n.checked_mul(10)?.checked_add(x as i128)?;
+        chunk = chunk * 10 + x as u64;
+        chunk_digits += 1;
+        if chunk_digits == 18 {
+            n = n.checked_mul(10i128.pow(18))?.checked_add(chunk as i128)?;
+            chunk = 0;
+            chunk_digits = 0;
+        }
         if seen_dot {
             frac_digits += 1;
         }
+    }
+    if chunk_digits > 0 {
+        n = n
+            .checked_mul(10i128.pow(chunk_digits))?
+            .checked_add(chunk as i128)?;
     }
     if !any {
         return None;
@@ -317,10 +332,14 @@ pub fn parse_decimal(v: &[u8], precision: u8, scale: i8) -> Option<i128> {
 
 /// Parses `true/false/1/0/t/f/y/n/yes/no`, any case.
 pub fn parse_bool(v: &[u8]) -> Option<bool> {
-    match v.to_ascii_lowercase().as_slice() {
-        b"true" | b"1" | b"t" | b"y" | b"yes" => Some(true),
-        b"false" | b"0" | b"f" | b"n" | b"no" => Some(false),
-        _ => None,
+    const TRUE: [&[u8]; 5] = [b"true", b"1", b"t", b"y", b"yes"];
+    const FALSE: [&[u8]; 5] = [b"false", b"0", b"f", b"n", b"no"];
+    if TRUE.iter().any(|t| v.eq_ignore_ascii_case(t)) {
+        Some(true)
+    } else if FALSE.iter().any(|f| v.eq_ignore_ascii_case(f)) {
+        Some(false)
+    } else {
+        None
     }
 }
 
@@ -477,6 +496,98 @@ mod tests {
         );
         assert_eq!(infer(&["2026-02-30"]), DeclaredType::String);
         assert_eq!(infer(&[]), DeclaredType::String);
+    }
+
+    /// parse_decimal as first written: one 128-bit multiply per digit.
+    fn decimal_reference(v: &[u8], precision: u8, scale: i8) -> Option<i128> {
+        let (neg, d) = match v.first()? {
+            b'-' => (true, &v[1..]),
+            b'+' => (false, &v[1..]),
+            _ => (false, v),
+        };
+        let (mant, exp) = match d.iter().position(|&b| b == b'e' || b == b'E') {
+            Some(p) => (
+                &d[..p],
+                std::str::from_utf8(&d[p + 1..]).ok()?.parse::<i32>().ok()?,
+            ),
+            None => (d, 0),
+        };
+        let (mut n, mut frac, mut dot, mut any) = (0i128, 0i32, false, false);
+        for &b in mant {
+            if b == b'.' {
+                if dot {
+                    return None;
+                }
+                dot = true;
+                continue;
+            }
+            let x = b.wrapping_sub(b'0');
+            if x > 9 {
+                return None;
+            }
+            any = true;
+            n = n.checked_mul(10)?.checked_add(x as i128)?;
+            frac += dot as i32;
+        }
+        if !any {
+            return None;
+        }
+        let shift = scale as i32 - frac + exp;
+        for _ in 0..shift.max(0) {
+            n = n.checked_mul(10)?;
+        }
+        for _ in 0..(-shift).max(0) {
+            if n % 10 != 0 {
+                return None;
+            }
+            n /= 10;
+        }
+        if n >= 10i128.pow(precision as u32) {
+            return None;
+        }
+        Some(if neg { -n } else { n })
+    }
+
+    #[test]
+    fn decimal_parser_matches_the_digit_by_digit_one() {
+        let mut cases: Vec<String> = vec![
+            "0".into(),
+            "-0.00".into(),
+            "12.5".into(),
+            "1e3".into(),
+            "1.5E-1".into(),
+            "..1".into(),
+            "".into(),
+            "-".into(),
+            "1.2.3".into(),
+            "12a".into(),
+        ];
+        for len in 1usize..=45 {
+            let digits: String = (0..len)
+                .map(|i| char::from(b'1' + (i * 7 % 9) as u8))
+                .collect();
+            cases.push(digits.clone());
+            cases.push(format!("-{digits}"));
+            for dot in [1, len / 2, len.saturating_sub(1)] {
+                if dot > 0 && dot < len {
+                    cases.push(format!("{}.{}", &digits[..dot], &digits[dot..]));
+                }
+            }
+            cases.push("9".repeat(len));
+            cases.push(format!("{}.{}", "9".repeat(len), "0".repeat(len % 5)));
+        }
+        for c in &cases {
+            for (p, sc) in [(38u8, 0i8), (38, 2), (38, 10), (18, 2), (10, 4)] {
+                assert_eq!(
+                    parse_decimal(c.as_bytes(), p, sc),
+                    decimal_reference(c.as_bytes(), p, sc),
+                    "{c} as decimal({p},{sc})"
+                );
+            }
+        }
+        assert_eq!(parse_bool(b"TRUE"), Some(true));
+        assert_eq!(parse_bool(b"No"), Some(false));
+        assert_eq!(parse_bool(b"2"), None);
     }
 
     #[test]
