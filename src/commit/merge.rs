@@ -22,6 +22,7 @@ use deltalake::kernel::transaction::CommitBuilder;
 use deltalake::protocol::DeltaOperation;
 use futures::StreamExt;
 use object_store::ObjectStoreExt;
+use parquet::arrow::ProjectionMask;
 use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
 use rayon::prelude::*;
 
@@ -227,62 +228,101 @@ impl KeySet {
     }
 }
 
-/// What filtering one data file against the changed keys found.
-struct Filtered {
-    /// The rows to keep, when some row of the file was changed.
-    kept: Option<Vec<RecordBatch>>,
-    updated: usize,
-    deleted: usize,
+/// Which rows of `b` keep their key (not changed by the cycle), and how many of the others
+/// the cycle updates and deletes.
+fn unchanged_rows(
+    b: &RecordBatch,
+    set: &KeySet,
+    keys: &[String],
+) -> Result<(BooleanArray, usize, usize)> {
+    let cols: Vec<ArrayRef> = keys
+        .iter()
+        .zip(&set.key_types)
+        .map(|(k, t)| {
+            let c = b.column_by_name(k).ok_or_else(|| {
+                Error::msg(format!("key column '{k}' is missing from a data file"))
+            })?;
+            arrow::compute::cast(c, t).map_err(Into::into)
+        })
+        .collect::<Result<_>>()?;
+    let rows = set.converter.convert_columns(&cols)?;
+    let (mut updated, mut deleted) = (0, 0);
+    let mut keep = BooleanBufferBuilder::new(b.num_rows());
+    for r in 0..b.num_rows() {
+        match set.ops.get(rows.row(r).as_ref()) {
+            None => keep.append(true),
+            Some(upsert) => {
+                keep.append(false);
+                if *upsert {
+                    updated += 1;
+                } else {
+                    deleted += 1;
+                }
+            }
+        }
+    }
+    Ok((BooleanArray::new(keep.finish(), None), updated, deleted))
 }
 
-/// Drops the rows of one data file whose key changed.
-fn filter_file(
+/// Reads a data file: only `only` columns (by name) when given.
+fn read_file(
+    bytes: bytes::Bytes,
+    name: &str,
+    only: Option<&[String]>,
+) -> Result<parquet::arrow::arrow_reader::ParquetRecordBatchReader> {
+    let at = |e: parquet::errors::ParquetError| Error::msg(format!("{name}: {e}"));
+    let mut builder = ParquetRecordBatchReaderBuilder::try_new(bytes).map_err(at)?;
+    if let Some(only) = only {
+        let roots: Vec<usize> = builder
+            .schema()
+            .fields()
+            .iter()
+            .enumerate()
+            .filter(|(_, f)| only.contains(f.name()))
+            .map(|(i, _)| i)
+            .collect();
+        let mask = ProjectionMask::roots(builder.parquet_schema(), roots);
+        builder = builder.with_projection(mask);
+    }
+    builder.with_batch_size(65536).build().map_err(at)
+}
+
+/// How many rows of one data file the cycle updates and deletes: its key columns only.
+fn count_changed(
+    bytes: &bytes::Bytes,
+    name: &str,
+    set: &KeySet,
+    keys: &[String],
+) -> Result<(usize, usize)> {
+    let (mut updated, mut deleted) = (0, 0);
+    for b in read_file(bytes.clone(), name, Some(keys))? {
+        let b = b.map_err(|e| Error::msg(format!("{name}: {e}")))?;
+        let (_, u, d) = unchanged_rows(&b, set, keys)?;
+        updated += u;
+        deleted += d;
+    }
+    Ok((updated, deleted))
+}
+
+/// Streams the rows of one data file whose key did not change to `sink`, a batch at a time.
+fn copy_unchanged(
     bytes: bytes::Bytes,
     name: &str,
     set: &KeySet,
     keys: &[String],
     columns: &SchemaRef,
-) -> Result<Filtered> {
-    let reader = ParquetRecordBatchReaderBuilder::try_new(bytes)
-        .map_err(|e| Error::msg(format!("{name}: {e}")))?
-        .with_batch_size(65536)
-        .build()
-        .map_err(|e| Error::msg(format!("{name}: {e}")))?;
-    let (mut updated, mut deleted) = (0, 0);
-    let mut kept = Vec::new();
-    for b in reader {
+    sink: &Mutex<FileSink>,
+) -> Result<()> {
+    for b in read_file(bytes, name, None)? {
         let b = b.map_err(|e| Error::msg(format!("{name}: {e}")))?;
         let b = conform(&b, columns)?;
-        let cols: Vec<ArrayRef> = keys
-            .iter()
-            .zip(&set.key_types)
-            .map(|(k, t)| {
-                arrow::compute::cast(b.column(columns.index_of(k)?), t).map_err(Into::into)
-            })
-            .collect::<Result<_>>()?;
-        let rows = set.converter.convert_columns(&cols)?;
-        let mut keep = BooleanBufferBuilder::new(b.num_rows());
-        for r in 0..b.num_rows() {
-            match set.ops.get(rows.row(r).as_ref()) {
-                None => keep.append(true),
-                Some(upsert) => {
-                    keep.append(false);
-                    if *upsert {
-                        updated += 1;
-                    } else {
-                        deleted += 1;
-                    }
-                }
-            }
+        let (keep, _, _) = unchanged_rows(&b, set, keys)?;
+        let kept = arrow::compute::filter_record_batch(&b, &keep)?;
+        if kept.num_rows() > 0 {
+            sink.lock().expect("file sink").send(kept)?;
         }
-        let mask = BooleanArray::new(keep.finish(), None);
-        kept.push(arrow::compute::filter_record_batch(&b, &mask)?);
     }
-    Ok(Filtered {
-        kept: (updated + deleted > 0).then_some(kept),
-        updated,
-        deleted,
-    })
+    Ok(())
 }
 
 /// A batch read from a data file, in the table's column order and types.
@@ -326,39 +366,56 @@ async fn rewrite(
         .map(|f| (f.object_store_path(), f.remove_action(true)))
         .collect();
     let store = table.object_store();
-    let fetched: Vec<(bytes::Bytes, deltalake::kernel::Remove)> =
-        futures::stream::iter(candidates.into_iter().map(|(path, remove)| {
-            let store = store.clone();
-            async move {
-                let bytes = store.get(&path).await?.bytes().await?;
-                Ok::<_, Error>((bytes, remove))
-            }
-        }))
-        .buffered(8)
-        .collect::<Vec<_>>()
-        .await
-        .into_iter()
-        .collect::<Result<_>>()?;
     let writers = std::thread::available_parallelism().map_or(1, usize::from);
     let sink = Mutex::new(FileSink::start(table.clone(), columns.clone(), writers)?);
-    let filtered = tokio::task::block_in_place(|| {
-        let removes = fetched
-            .into_par_iter()
-            .map(|(bytes, remove)| {
-                let f = filter_file(bytes, &remove.path, &set, keys, &columns)?;
-                let Some(kept) = f.kept else {
-                    return Ok(None);
-                };
-                for b in kept.into_iter().filter(|b| b.num_rows() > 0) {
-                    sink.lock().expect("file sink").send(b)?;
+    // A few files at a time: fetched together, then checked by their key columns and, when
+    // a key changed, copied without the changed rows a batch at a time.
+    let mut filtered: Result<Vec<_>> = Ok(Vec::new());
+    for wave in candidates.chunks(writers.max(1)) {
+        let fetched: Result<Vec<(bytes::Bytes, deltalake::kernel::Remove)>> =
+            futures::stream::iter(wave.iter().cloned().map(|(path, remove)| {
+                let store = store.clone();
+                async move {
+                    let bytes = store.get(&path).await?.bytes().await?;
+                    Ok::<_, Error>((bytes, remove))
                 }
-                Ok(Some((remove, f.updated, f.deleted)))
+            }))
+            .buffered(writers.max(1))
+            .collect::<Vec<_>>()
+            .await
+            .into_iter()
+            .collect();
+        let done = fetched.and_then(|fetched| {
+            tokio::task::block_in_place(|| {
+                fetched
+                    .into_par_iter()
+                    .map(|(bytes, remove)| {
+                        let (u, d) = count_changed(&bytes, &remove.path, &set, keys)?;
+                        if u + d == 0 {
+                            return Ok(None);
+                        }
+                        copy_unchanged(bytes, &remove.path, &set, keys, &columns, &sink)?;
+                        Ok(Some((remove, u, d)))
+                    })
+                    .collect::<Result<Vec<_>>>()
             })
-            .collect::<Result<Vec<_>>>()?;
-        for b in upserts {
-            sink.lock().expect("file sink").send(b)?;
+        });
+        match (&mut filtered, done) {
+            (Ok(all), Ok(some)) => all.extend(some),
+            (_, Err(e)) => {
+                filtered = Err(e);
+                break;
+            }
+            _ => {}
         }
-        Ok::<_, Error>(removes)
+    }
+    let filtered = filtered.and_then(|removes| {
+        tokio::task::block_in_place(|| {
+            for b in upserts {
+                sink.lock().expect("file sink").send(b)?;
+            }
+            Ok(removes)
+        })
     });
     let staged = sink.into_inner().expect("file sink").finish().await;
     let (removes, staged) = match (filtered, staged) {
