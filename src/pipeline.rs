@@ -322,15 +322,14 @@ async fn prepare(
                     "{base}: no columns: HVR_COL_NAMES gives none and there is no file to take them from"
                 ),
                 (false, existing) => {
-                    let types = TypeSources {
-                        names: &names,
-                        existing: existing.as_ref(),
-                        base: &base,
-                        channel: &spec.name,
+                    let types = TypeSources::new(
+                        &names,
+                        existing.as_ref(),
+                        &spec,
                         settings,
-                        inputs: &inputs,
-                        headers: &headers,
-                    };
+                        &inputs,
+                        &headers,
+                    );
                     if !types.need_inference() {
                         types.resolve(&vec![None; inputs.len()])?
                     } else if kind == Kind::Refresh {
@@ -379,47 +378,36 @@ async fn prepare(
             )
         }
         Kind::Refresh => {
-            let Some((names, existing, sample)) = guess else {
-                let (staged, rows, _) =
-                    stage_refresh(&table, &layout, &plans, &inputs, &spec, settings, None)
-                        .await
-                        .context(&base)?;
-                return Ok(Prepared {
-                    spec,
-                    columns,
-                    keys,
-                    payload: Payload::Files(staged),
-                    rows_in: rows,
-                    bytes: bytes_in,
-                    started,
-                });
-            };
-            let types = TypeSources {
-                names: &names,
-                existing: existing.as_ref(),
-                base: &base,
-                channel: &spec.name,
-                settings,
-                inputs: &inputs,
-                headers: &headers,
-            };
-            // Positions whose guess no further value can change need no checking.
-            let settled: Vec<Vec<bool>> = headers
-                .iter()
-                .map(|h| h.iter().map(|n| types.settled(n, &sample)).collect())
-                .collect();
-            let first = stage_refresh(
-                &table,
-                &layout,
-                &plans,
-                &inputs,
-                &spec,
-                settings,
-                Some(&settled),
-            )
-            .await;
-            let checked = match first {
-                Ok((staged, rows, mut inferred)) => {
+            // Either the guessed types hold (one read), or the files are read with `plain`.
+            let mut plain = Some(columns.clone());
+            let mut checked = None;
+            if let Some((names, existing, sample)) = guess {
+                let types = TypeSources::new(
+                    &names,
+                    existing.as_ref(),
+                    &spec,
+                    settings,
+                    &inputs,
+                    &headers,
+                );
+                // Positions whose guess no further value can change need no checking.
+                let settled: Vec<Vec<bool>> = headers
+                    .iter()
+                    .map(|h| h.iter().map(|n| types.settled(n, &sample)).collect())
+                    .collect();
+                let first = stage_refresh(
+                    &table,
+                    &layout,
+                    &plans,
+                    &inputs,
+                    &spec,
+                    settings,
+                    Some(&settled),
+                )
+                .await;
+                // An error here is a value the guess cannot hold, or bad input: the full
+                // pass below tells which.
+                if let Ok((staged, rows, mut inferred)) = first {
                     // Settled positions were not re-inferred: what the sample saw is theirs.
                     for (all, seen) in inferred.iter_mut().zip(&sample) {
                         if let (Some(all), Some(seen)) = (all.as_mut(), seen) {
@@ -429,27 +417,27 @@ async fn prepare(
                         }
                     }
                     if types.resolve(&inferred)? == columns {
-                        Some((staged, rows))
+                        checked = Some((staged, rows));
                     } else {
                         staged.discard().await;
-                        None
                     }
                 }
-                // A value the guess cannot hold, or bad input: the full pass tells which.
-                Err(_) => None,
-            };
-            if checked.is_none() {
-                stage_time(
-                    &base,
-                    "types guessed from a sample did not hold, read again",
-                    started,
-                );
+                plain = match checked {
+                    Some(_) => None,
+                    None => {
+                        stage_time(
+                            &base,
+                            "types guessed from a sample did not hold, read again",
+                            started,
+                        );
+                        Some(types.resolve(&types.infer_all()?)?)
+                    }
+                };
             }
-            match checked {
-                Some((staged, rows)) => (Payload::Files(staged), rows),
-                None => {
-                    let inferred = types.infer_all()?;
-                    let columns = types.resolve(&inferred)?;
+            match (checked, plain) {
+                (Some((staged, rows)), _) => (Payload::Files(staged), rows),
+                (None, columns) => {
+                    let columns = columns.expect("columns for a plain read");
                     let (layout, plans, keys) =
                         layout_for(kind, &columns, &keys, &inputs, &headers, &spec, settings)?;
                     let (staged, rows, _) =
@@ -621,7 +609,26 @@ type PerInput = Vec<Option<Vec<Inference>>>;
 /// Pieces of CSV a refresh reads up front to guess its types.
 const SAMPLE_PIECES: usize = 8;
 
-impl TypeSources<'_, '_> {
+impl<'s, 'i> TypeSources<'s, 'i> {
+    fn new(
+        names: &'s [String],
+        existing: Option<&'s SchemaRef>,
+        spec: &'s TableSpec,
+        settings: &'s Settings,
+        inputs: &'s [(usize, Input<'i>)],
+        headers: &'s [Vec<String>],
+    ) -> Self {
+        TypeSources {
+            names,
+            existing,
+            base: &spec.base_name,
+            channel: &spec.name,
+            settings,
+            inputs,
+            headers,
+        }
+    }
+
     fn declared(&self, col: &str) -> Option<DeclaredType> {
         [self.base, self.channel].iter().find_map(|t| {
             self.settings

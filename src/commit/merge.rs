@@ -18,7 +18,6 @@ use arrow::array::{ArrayRef, BooleanArray, BooleanBufferBuilder};
 use arrow::datatypes::{DataType, Int64Type};
 use arrow::row::{RowConverter, SortField};
 use deltalake::kernel::Action;
-use deltalake::kernel::transaction::CommitBuilder;
 use deltalake::protocol::DeltaOperation;
 use futures::StreamExt;
 use object_store::ObjectStoreExt;
@@ -447,20 +446,14 @@ async fn rewrite(
         not_matched_predicates: vec![],
         not_matched_by_source_predicates: vec![],
     };
-    let done = CommitBuilder::default()
-        .with_actions(actions)
-        .build(Some(table.snapshot()?), table.log_store(), operation)
-        .await?;
-    let version = done.version();
-    let mut table = table;
-    table.update_state().await?;
+    let (table, version) = super::commit_actions(table, actions, operation).await?;
     Ok((
         table,
         Outcome {
             inserted: upsert_count - updated,
             updated,
             deleted,
-            version: Some(version as u64),
+            version: Some(version),
         },
     ))
 }

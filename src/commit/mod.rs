@@ -8,12 +8,14 @@ use std::collections::HashMap;
 
 use arrow::datatypes::DataType;
 use arrow::datatypes::SchemaRef;
+use deltalake::kernel::Action;
 use deltalake::kernel::StructType;
 use deltalake::kernel::engine::arrow_conversion::TryIntoKernel;
+use deltalake::kernel::transaction::CommitBuilder;
 use deltalake::parquet::basic::{Compression, ZstdLevel};
 use deltalake::parquet::file::properties::{EnabledStatistics, WriterProperties};
 use deltalake::parquet::schema::types::ColumnPath;
-use deltalake::protocol::SaveMode;
+use deltalake::protocol::{DeltaOperation, SaveMode};
 use deltalake::{DeltaTable, DeltaTableBuilder};
 use url::Url;
 
@@ -130,6 +132,22 @@ pub fn writer_properties(columns: &SchemaRef) -> WriterProperties {
         }
     }
     b.build()
+}
+
+/// Commits `actions` on top of `table`'s current version as `operation`; returns the table
+/// at the new version.
+pub async fn commit_actions(
+    mut table: DeltaTable,
+    actions: Vec<Action>,
+    operation: DeltaOperation,
+) -> Result<(DeltaTable, u64)> {
+    let done = CommitBuilder::default()
+        .with_actions(actions)
+        .build(Some(table.snapshot()?), table.log_store(), operation)
+        .await?;
+    let version = done.version() as u64;
+    table.update_state().await?;
+    Ok((table, version))
 }
 
 /// Creates the table with `columns`, recording `keys` in its properties (commit version 0).

@@ -14,7 +14,6 @@ use arrow::datatypes::SchemaRef;
 use delta_kernel::table_properties::DataSkippingNumIndexedCols;
 use deltalake::DeltaTable;
 use deltalake::kernel::engine::arrow_conversion::TryIntoKernel;
-use deltalake::kernel::transaction::CommitBuilder;
 use deltalake::kernel::{Action, Add, MetadataExt, StructType};
 use deltalake::operations::write::writer::{DeltaWriter, WriterConfig};
 use deltalake::protocol::{DeltaOperation, SaveMode};
@@ -209,20 +208,14 @@ impl Staged {
             partition_by: None,
             predicate: None,
         };
-        let done = CommitBuilder::default()
-            .with_actions(actions)
-            .build(Some(snapshot), table.log_store(), operation)
-            .await?;
-        let version = done.version();
-        let mut table = table;
-        table.update_state().await?;
+        let (table, version) = super::commit_actions(table, actions, operation).await?;
         Ok((
             table,
             Outcome {
                 inserted: rows,
                 updated: 0,
                 deleted,
-                version: Some(version as u64),
+                version: Some(version),
             },
         ))
     }
