@@ -241,3 +241,59 @@ fn file_cut_short_against_hvr_file_nrows() {
     assert_eq!(out.code, 0, "{out:?}");
     assert_eq!(h.version("t"), Some(version + 1));
 }
+
+/// Every file (not directory) under `dir`, recursively, as paths relative to it.
+fn files_under(dir: &std::path::Path) -> Vec<String> {
+    let mut out = Vec::new();
+    let mut stack = vec![dir.to_path_buf()];
+    while let Some(d) = stack.pop() {
+        let Ok(entries) = std::fs::read_dir(&d) else {
+            continue;
+        };
+        for e in entries.flatten() {
+            let p = e.path();
+            if p.is_dir() {
+                stack.push(p);
+            } else {
+                out.push(p.strip_prefix(dir).unwrap().display().to_string());
+            }
+        }
+    }
+    out.sort();
+    out
+}
+
+#[test]
+fn refresh_with_a_bad_file_leaves_every_table_and_no_data_file_behind() {
+    // A refresh streams data files while it reads: a bad file in the second table must
+    // leave the first table's directory exactly as it was, and create no new table.
+    let h = setup();
+    let before_files = files_under(&h.table_dir("t"));
+    let before_rows = h.rows("t");
+    let version = h.version("t");
+    let big: String = (0..5000)
+        .map(|i| format!("{i},{i}.25,row {i},1\n"))
+        .collect();
+    h.write("1-t.csv", format!("{HEADER}\n{big}"));
+    let u = Table::new("u", &["id"], &["id", "v", "hvr_op"]);
+    h.write("1-u.csv", "id,v,hvr_op\n1,a,1\n2,\"never closed,1\n");
+    let out = h.call("refr_write_end", &[&table(), &u], &["1-t.csv", "1-u.csv"]);
+    assert_eq!(out.code, 1, "{out:?}");
+    assert!(
+        out.stderr.starts_with("F_JX0D03: ") && out.stderr.contains("1-u.csv:3:3"),
+        "{}",
+        out.stderr
+    );
+    assert_eq!(h.version("t"), version);
+    assert_eq!(h.rows("t"), before_rows);
+    assert_eq!(
+        files_under(&h.table_dir("t")),
+        before_files,
+        "no data file left behind"
+    );
+    assert!(
+        !h.table_dir("u").exists(),
+        "no directory for the table never created"
+    );
+    assert!(h.has_file("1-t.csv") && h.has_file("1-u.csv"));
+}
