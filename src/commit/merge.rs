@@ -93,7 +93,7 @@ pub async fn apply(
             },
         ));
     }
-    if std::env::var_os("HVRLAKE_DATAFUSION_MERGE").is_none() {
+    if std::env::var_os("HVRLAKE_DATAFUSION_MERGE").is_none() && plain_files(&table)? {
         return rewrite(table, net, columns, upserts, upsert_count, keys).await;
     }
     let ctx = SessionContext::new();
@@ -152,6 +152,23 @@ fn upsert_rows(batches: &[RecordBatch], columns: &SchemaRef) -> Result<Vec<Recor
         }
     }
     Ok(out)
+}
+
+/// Whether the table's rows are exactly its Parquet files' rows under their own column
+/// names: no deletion vectors (another engine may have written some) and no column mapping.
+/// Only then can hvrlake rewrite files itself; otherwise delta-rs's MERGE does the work.
+fn plain_files(table: &DeltaTable) -> Result<bool> {
+    let snapshot = table.snapshot()?;
+    let mapped = snapshot
+        .metadata()
+        .configuration()
+        .get("delta.columnMapping.mode")
+        .is_some_and(|m| !m.eq_ignore_ascii_case("none"));
+    let vectors = snapshot
+        .log_data()
+        .iter()
+        .any(|f| f.deletion_vector_descriptor().is_some());
+    Ok(!mapped && !vectors)
 }
 
 /// The changes' keys, row-encoded, and whether each is an upsert.
