@@ -13,7 +13,7 @@ use deltalake::DeltaTable;
 use rayon::prelude::*;
 
 use crate::bail;
-use crate::commit::refresh::{FileSink, Staged};
+use crate::commit::files::{FileSink, Staged};
 use crate::commit::{self, Outcome};
 use crate::error::{Context, Result};
 use crate::read::csv::CsvFile;

@@ -25,7 +25,7 @@ use parquet::arrow::ProjectionMask;
 use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
 use rayon::prelude::*;
 
-use super::refresh::FileSink;
+use super::files::FileSink;
 use super::{Outcome, writer_properties};
 use crate::change::{self, Op};
 use crate::coalesce::Coalesced;

@@ -1,6 +1,7 @@
 //! The only code that writes Delta: one transaction per table per call. `merge` applies an
 //! integrate cycle's net changes, `refresh` replaces a table with a refresh's rows.
 
+pub mod files;
 pub mod merge;
 pub mod refresh;
 

@@ -1,0 +1,163 @@
+//! Data files on their way into a table: batches fed to one Parquet writer per core
+//! ([`FileSink`]), then the files written and not yet committed ([`Staged`]), which a
+//! refresh or a merge commits, or which are deleted when the call fails.
+
+use std::num::NonZeroU64;
+
+use arrow::array::RecordBatch;
+use arrow::datatypes::SchemaRef;
+use delta_kernel::table_properties::DataSkippingNumIndexedCols;
+use deltalake::DeltaTable;
+use deltalake::kernel::Add;
+use deltalake::operations::write::writer::{DeltaWriter, WriterConfig};
+use futures::StreamExt;
+use tokio::sync::mpsc;
+use tokio::task::JoinHandle;
+
+use super::writer_properties;
+use crate::error::{Error, Result};
+
+/// Size at which a writer starts a new data file.
+pub const TARGET_FILE_BYTES: u64 = 256 << 20;
+
+/// Rows handed to one writer before the next takes over.
+const SLICE_ROWS: usize = 1 << 16;
+
+/// Statistics columns when the table does not say (Delta's default).
+const INDEXED_COLUMNS: u64 = 32;
+
+/// Writers fed in turn with batches; each writes its own data files.
+pub struct FileSink {
+    senders: Vec<mpsc::Sender<RecordBatch>>,
+    tasks: Vec<JoinHandle<Result<Vec<Add>>>>,
+    /// Rows sent so far.
+    next: usize,
+    table: DeltaTable,
+    created_dir: bool,
+}
+
+impl FileSink {
+    /// Starts `writers` writer tasks on the current runtime for data files of `columns`
+    /// under `table`'s location. The table itself is not touched.
+    pub fn start(table: DeltaTable, columns: SchemaRef, writers: usize) -> Result<Self> {
+        let created_dir = super::prepare_location(&table)?;
+        let indexed = if super::exists(&table) {
+            table
+                .snapshot()?
+                .table_config()
+                .data_skipping_num_indexed_cols
+                .unwrap_or(DataSkippingNumIndexedCols::NumColumns(INDEXED_COLUMNS))
+        } else {
+            DataSkippingNumIndexedCols::NumColumns(INDEXED_COLUMNS)
+        };
+        let properties = writer_properties(&columns);
+        let config = WriterConfig::new(
+            columns,
+            vec![],
+            Some(properties),
+            NonZeroU64::new(TARGET_FILE_BYTES),
+            None,
+            indexed,
+            None,
+        );
+        let mut senders = Vec::with_capacity(writers);
+        let mut tasks = Vec::with_capacity(writers);
+        for _ in 0..writers.max(1) {
+            let (tx, mut rx) = mpsc::channel::<RecordBatch>(2);
+            let mut writer = DeltaWriter::new(table.object_store(), config.clone());
+            tasks.push(tokio::spawn(async move {
+                while let Some(batch) = rx.recv().await {
+                    if let Err(e) = writer.write(&batch).await {
+                        let _ = writer.abort().await;
+                        return Err(e.into());
+                    }
+                }
+                Ok(writer.close().await?)
+            }));
+            senders.push(tx);
+        }
+        Ok(FileSink {
+            senders,
+            tasks,
+            next: 0,
+            table,
+            created_dir,
+        })
+    }
+
+    /// Hands one batch to the next writer, waiting while it is busy. Call it from a thread
+    /// outside the runtime. A writer that failed is reported by [`FileSink::finish`].
+    pub fn send(&mut self, batch: RecordBatch) -> Result<()> {
+        // Runs of about SLICE_ROWS rows per writer: a small write stays one file.
+        let i = (self.next / SLICE_ROWS) % self.senders.len();
+        self.next += batch.num_rows();
+        if self.senders[i].blocking_send(batch).is_err() {
+            crate::bail!("a data file writer stopped early (its error follows when it is joined)");
+        }
+        Ok(())
+    }
+
+    /// Waits for every writer and returns the files written, uncommitted. On any failure the
+    /// files already written are deleted.
+    pub async fn finish(self) -> Result<Staged> {
+        let FileSink {
+            senders,
+            tasks,
+            table,
+            created_dir,
+            ..
+        } = self;
+        drop(senders);
+        let mut adds = Vec::new();
+        let mut failed: Option<Error> = None;
+        for t in tasks {
+            match t.await {
+                Ok(Ok(a)) => adds.extend(a),
+                Ok(Err(e)) => failed = failed.or(Some(e)),
+                Err(e) => failed = failed.or(Some(Error::msg(format!("writer task: {e}")))),
+            }
+        }
+        let staged = Staged {
+            table,
+            adds,
+            created_dir,
+        };
+        match failed {
+            None => Ok(staged),
+            Some(e) => {
+                staged.discard().await;
+                Err(e)
+            }
+        }
+    }
+}
+
+/// Data files written for a table but not committed yet.
+pub struct Staged {
+    pub(super) table: DeltaTable,
+    pub(super) adds: Vec<Add>,
+    created_dir: bool,
+}
+
+impl Staged {
+    /// Deletes the staged files (best effort: a file left behind is not part of the table,
+    /// and `VACUUM` removes it).
+    pub async fn discard(self) {
+        let store = self.table.object_store();
+        let paths = futures::stream::iter(self.adds.into_iter().map(|a| {
+            Ok(deltalake::Path::parse(&a.path).unwrap_or_else(|_| deltalake::Path::from(a.path)))
+        }))
+        .boxed();
+        let _ = store.delete_stream(paths).collect::<Vec<_>>().await;
+        if self.created_dir
+            && let Some(dir) = super::local_dir(self.table.table_url())
+        {
+            let _ = std::fs::remove_dir(&dir);
+        }
+    }
+
+    /// The table and the files written, for a commit made elsewhere.
+    pub fn into_parts(self) -> (DeltaTable, Vec<Add>) {
+        (self.table, self.adds)
+    }
+}
