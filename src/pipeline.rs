@@ -140,6 +140,7 @@ pub async fn run(
     settings: &Settings,
     mut report: impl FnMut(&Summary),
 ) -> Result<Vec<Summary>> {
+    commit::register_stores();
     let lake = storage::lake_url(&settings.target)?;
     let storage_options = HashMap::new();
     let mut prepared: Vec<Prepared> = Vec::with_capacity(tables.len());

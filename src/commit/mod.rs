@@ -48,12 +48,27 @@ pub async fn open(url: &Url, storage: &HashMap<String, String>) -> Result<DeltaT
             .with_storage_options(storage.clone())
             .build()?);
     }
-    let table = if storage.is_empty() {
-        DeltaTable::try_from_url(url.clone()).await?
-    } else {
-        DeltaTable::try_from_url_with_storage_options(url.clone(), storage.clone()).await?
+    let build = || {
+        DeltaTableBuilder::from_url(url.clone())
+            .map(|b| b.with_storage_options(storage.clone()))
+            .and_then(|b| b.build())
     };
-    Ok(table)
+    let mut table = build()?;
+    match table.load().await {
+        Ok(()) => Ok(table),
+        // Nothing at that prefix of an object store yet: the first commit creates it.
+        Err(deltalake::DeltaTableError::NotATable(_)) => Ok(build()?),
+        Err(e) => Err(e.into()),
+    }
+}
+
+/// Makes `s3://`, `s3a://`, `az://`, `abfs://`, `abfss://`… URLs usable (once per process).
+pub fn register_stores() {
+    static ONCE: std::sync::Once = std::sync::Once::new();
+    ONCE.call_once(|| {
+        deltalake::aws::register_handlers(None);
+        deltalake::azure::register_handlers(None);
+    });
 }
 
 fn local_dir(url: &Url) -> Option<std::path::PathBuf> {

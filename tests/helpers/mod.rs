@@ -211,8 +211,15 @@ fn runtime() -> tokio::runtime::Runtime {
 
 /// Reads a Delta table directory with the deltalake crate's own reader.
 pub fn read_rows(dir: &Path) -> Rows {
+    read_rows_at(url::Url::from_directory_path(dir).unwrap())
+}
+
+/// Reads the Delta table at `url` (local, `s3://` or `az://`; credentials from the
+/// environment) with the deltalake crate's own reader.
+pub fn read_rows_at(url: url::Url) -> Rows {
+    deltalake::aws::register_handlers(None);
+    deltalake::azure::register_handlers(None);
     runtime().block_on(async {
-        let url = url::Url::from_directory_path(dir).unwrap();
         let table = deltalake::open_table(url).await.expect("open table");
         let ctx = SessionContext::new();
         table.update_datafusion_session(&ctx.state()).unwrap();

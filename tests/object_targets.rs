@@ -1,0 +1,70 @@
+//! The same refresh and integrate cycle against a lake on S3 (moto) and on ADLS/Blob
+//! (Azurite), both started on loopback by `scripts/test`, read back with the deltalake crate.
+
+mod helpers;
+
+use helpers::{Hvr, Table, read_rows_at, row};
+
+/// The object-storage variables `scripts/test` exports, to pass to hvrlake.
+fn store_env() -> Vec<(String, String)> {
+    let env: Vec<(String, String)> = std::env::vars()
+        .filter(|(k, _)| k.starts_with("AWS_") || k.starts_with("AZURE_"))
+        .collect();
+    assert!(
+        env.iter().any(|(k, _)| k == "AWS_ENDPOINT_URL"),
+        "run through scripts/test, which starts moto and Azurite and sets AWS_*/AZURE_*"
+    );
+    env
+}
+
+fn unique(prefix: &str) -> String {
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_nanos();
+    format!("{prefix}-{}-{nanos}", std::process::id())
+}
+
+fn refresh_then_cycle(lake: &str) {
+    let h = Hvr {
+        env: store_env(),
+        ..Hvr::new()
+    };
+    let userarg = format!("target={lake}");
+    let t = Table::new("o", &["id"], &["id", "v", "hvr_op", "hvr_integ_seq"]);
+    h.write(
+        "1-o.csv",
+        "id,v,hvr_op,hvr_integ_seq\n1,a,1,1\n2,b,1,2\n3,c,1,3\n",
+    );
+    let out = h.call_with("refr_write_end", &[&t], &["1-o.csv"], Some(&userarg), &[]);
+    assert_eq!(out.code, 0, "{out:?}");
+    h.write(
+        "2-o.csv",
+        "id,v,hvr_op,hvr_integ_seq\n2,B,2,10\n3,c,0,11\n4,d,1,12\n2,BB,2,13\n",
+    );
+    let out = h.call_with("integ_end", &[&t], &["2-o.csv"], Some(&userarg), &[]);
+    assert_eq!(out.code, 0, "{out:?}");
+    assert!(
+        out.stdout.contains("inserted=1 updated=1 deleted=1"),
+        "{}",
+        out.stdout
+    );
+    assert!(!h.has_file("2-o.csv"), "processed files are removed");
+    let url = url::Url::parse(&format!("{lake}/o/")).unwrap();
+    let got = read_rows_at(url);
+    assert_eq!(got.columns, vec!["id", "v"]);
+    assert_eq!(
+        got.rows,
+        vec![row(&["1", "a"]), row(&["2", "BB"]), row(&["4", "d"])]
+    );
+}
+
+#[test]
+fn s3_lake_takes_a_refresh_and_a_cycle() {
+    refresh_then_cycle(&format!("s3://delta/{}", unique("lake")));
+}
+
+#[test]
+fn azure_lake_takes_a_refresh_and_a_cycle() {
+    refresh_then_cycle(&format!("az://delta/{}", unique("lake")));
+}
