@@ -68,3 +68,40 @@ fn s3_lake_takes_a_refresh_and_a_cycle() {
 fn azure_lake_takes_a_refresh_and_a_cycle() {
     refresh_then_cycle(&format!("az://delta/{}", unique("lake")));
 }
+
+#[test]
+fn abfss_lake_takes_a_refresh_and_a_cycle() {
+    let account = std::env::var("AZURE_STORAGE_ACCOUNT_NAME").unwrap_or_default();
+    refresh_then_cycle(&format!(
+        "abfss://delta@{account}.dfs.core.windows.net/{}",
+        unique("lake")
+    ));
+}
+
+#[test]
+fn secrets_stay_out_of_every_output_even_when_the_store_fails() {
+    // A bucket that does not exist: the call fails talking to S3, with the secret key set.
+    let secret = "hvrlakeTestSecret0123456789abcdefXYZ";
+    let mut env = store_env();
+    env.retain(|(k, _)| k != "AWS_SECRET_ACCESS_KEY");
+    env.push(("AWS_SECRET_ACCESS_KEY".into(), secret.into()));
+    let h = Hvr { env, ..Hvr::new() };
+    let t = Table::new("o", &["id"], &["id", "v", "hvr_op"]);
+    h.write("1-o.csv", "id,v,hvr_op\n1,a,1\n");
+    for target in [
+        format!("s3://no-such-bucket-{}/lake", std::process::id()),
+        format!("s3://delta/{}", unique("lake")),
+    ] {
+        let userarg = format!("target={target}");
+        let out = h.call_with("refr_write_end", &[&t], &["1-o.csv"], Some(&userarg), &[]);
+        assert!(
+            !out.stdout.contains(secret) && !out.stderr.contains(secret),
+            "{out:?}"
+        );
+        if target.contains("no-such-bucket") {
+            assert_eq!(out.code, 1, "{out:?}");
+            assert!(out.stderr.starts_with("F_JX0D03: "), "{}", out.stderr);
+            assert!(h.has_file("1-o.csv"), "input kept after a failure");
+        }
+    }
+}
