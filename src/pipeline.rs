@@ -142,7 +142,7 @@ pub async fn run(
 ) -> Result<Vec<Summary>> {
     commit::register_stores();
     let lake = storage::lake_url(&settings.target)?;
-    let storage_options = HashMap::new();
+    let storage_options = settings.storage.clone();
     let mut prepared: Vec<Prepared> = Vec::with_capacity(tables.len());
     for spec in tables {
         let started = Instant::now();

@@ -169,6 +169,14 @@ pub struct Settings {
     pub chunk_bytes: usize,
     /// Whether file row counts are checked against HVR_FILE_NROWS.
     pub check_row_counts: bool,
+    /// Object-store options (`aws_*`, `azure_*`), as object_store / delta-rs name them.
+    pub storage: HashMap<String, String>,
+}
+
+/// Whether a setting name is an object-store option passed through as it is.
+fn is_storage_option(name: &str) -> bool {
+    let n = name.to_ascii_lowercase();
+    n.starts_with("aws_") || n.starts_with("azure_")
 }
 
 /// Where a raw setting came from, for error messages.
@@ -232,6 +240,14 @@ impl Settings {
                 raw.insert(name, value);
             }
         }
+        // Object-store options pass through to object_store/delta-rs under their own names.
+        let storage: HashMap<String, String> = raw
+            .iter()
+            .filter(|(name, _)| is_storage_option(name))
+            .map(|(name, (v, _))| (name.to_ascii_lowercase(), v.clone()))
+            .collect();
+        raw.retain(|name, _| !is_storage_option(name));
+        crate::storage::register_secrets(storage.iter());
         for (name, (_, origin)) in &raw {
             if !SETTINGS.iter().any(|s| s.name == name) {
                 bail!(
@@ -239,7 +255,9 @@ impl Settings {
                 );
             }
         }
-        Self::validate(raw, types_entries)
+        let mut settings = Self::validate(raw, types_entries)?;
+        settings.storage = storage;
+        Ok(settings)
     }
 
     fn validate(raw: Raw, mut types_entries: Vec<(String, Origin)>) -> Result<Self> {
@@ -357,6 +375,7 @@ impl Settings {
             types.entry(t).or_default().insert(c, ty);
         }
         Ok(Settings {
+            storage: HashMap::new(),
             target,
             op_column: non_empty("op_column")?,
             delete_column: non_empty("delete_column")?,

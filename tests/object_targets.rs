@@ -105,3 +105,42 @@ fn secrets_stay_out_of_every_output_even_when_the_store_fails() {
         }
     }
 }
+
+#[test]
+fn s3_credentials_and_endpoint_can_be_settings() {
+    // No AWS_* variable reaches hvrlake: the endpoint and credentials come from the userarg,
+    // under the names object_store gives them.
+    let env = store_env();
+    let get = |k: &str| env.iter().find(|(n, _)| n == k).unwrap().1.clone();
+    let h = Hvr {
+        env: vec![("AWS_EC2_METADATA_DISABLED".into(), "true".into())],
+        ..Hvr::new()
+    };
+    let lake = format!("s3://delta/{}", unique("lake"));
+    let userarg = format!(
+        "target={lake} aws_endpoint_url={} aws_access_key_id={} aws_secret_access_key={} aws_region={} aws_allow_http=true",
+        get("AWS_ENDPOINT_URL"),
+        get("AWS_ACCESS_KEY_ID"),
+        get("AWS_SECRET_ACCESS_KEY"),
+        get("AWS_REGION"),
+    );
+    let t = Table::new("o", &["id"], &["id", "v", "hvr_op"]);
+    h.write("1-o.csv", "id,v,hvr_op\n1,a,1\n2,b,1\n");
+    let out = h.call_with("refr_write_end", &[&t], &["1-o.csv"], Some(&userarg), &[]);
+    assert_eq!(out.code, 0, "{out:?}");
+    h.write("2-o.csv", "id,v,hvr_op\n2,c,2\n");
+    let out = h.call_with("integ_end", &[&t], &["2-o.csv"], Some(&userarg), &[]);
+    assert_eq!(out.code, 0, "{out:?}");
+    let got = read_rows_at(url::Url::parse(&format!("{lake}/o/")).unwrap());
+    assert_eq!(got.rows, vec![row(&["1", "a"]), row(&["2", "c"])]);
+
+    // Without them the same call cannot reach the bucket: the settings were what worked.
+    let out = h.call_with(
+        "integ_end",
+        &[&t],
+        &["2-o.csv"],
+        Some(&format!("target={lake}")),
+        &[],
+    );
+    assert_eq!(out.code, 1, "{out:?}");
+}
