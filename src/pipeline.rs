@@ -152,6 +152,12 @@ pub async fn run(
                 .await
                 .context(&spec.base_name)?;
             stage_time(&spec.base_name, "open", started);
+            if !settings.single_writer && prepared.is_empty() {
+                // Once per call: every table of a lake is on the same store.
+                commit::check_conditional_writes(&table)
+                    .await
+                    .context(&spec.base_name)?;
+            }
             let t = Instant::now();
             let name = spec.base_name.clone();
             let p = prepare(kind, spec, table, settings, started).await;

@@ -97,6 +97,11 @@ pub const SETTINGS: &[SettingDoc] = &[
         doc: "compare each file's rows with HVR_FILE_NROWS and stop on a difference (a cut-short file)",
     },
     SettingDoc {
+        name: "single_writer",
+        default: "false",
+        doc: "true: only one hvrlake ever writes this lake, so an object store without conditional writes is accepted",
+    },
+    SettingDoc {
         name: "chunk_bytes",
         default: "4194304",
         doc: "size of the pieces a file is cut into for parallel parsing",
@@ -169,6 +174,8 @@ pub struct Settings {
     pub chunk_bytes: usize,
     /// Whether file row counts are checked against HVR_FILE_NROWS.
     pub check_row_counts: bool,
+    /// Whether an object store without conditional writes is accepted (one writer only).
+    pub single_writer: bool,
     /// Object-store options (`aws_*`, `azure_*`), as object_store / delta-rs name them.
     pub storage: HashMap<String, String>,
 }
@@ -393,6 +400,7 @@ impl Settings {
             types,
             chunk_bytes,
             check_row_counts: boolean("check_row_counts")?,
+            single_writer: boolean("single_writer")?,
         })
     }
 }

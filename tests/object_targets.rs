@@ -144,3 +144,97 @@ fn s3_credentials_and_endpoint_can_be_settings() {
     );
     assert_eq!(out.code, 1, "{out:?}");
 }
+
+/// Starts, on loopback, an HTTP proxy in front of `upstream` that drops `If-None-Match` from
+/// every request: an S3 endpoint that ignores conditional writes. Returns its URL.
+fn start_proxy_without_conditional_writes(upstream: &str) -> String {
+    use std::net::TcpListener;
+    let upstream = upstream
+        .trim_start_matches("http://")
+        .trim_end_matches('/')
+        .to_string();
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = listener.local_addr().unwrap();
+    std::thread::spawn(move || {
+        for conn in listener.incoming().flatten() {
+            let upstream = upstream.clone();
+            std::thread::spawn(move || relay_one_request(conn, &upstream));
+        }
+    });
+    format!("http://{addr}")
+}
+
+fn relay_one_request(mut client: std::net::TcpStream, upstream: &str) {
+    use std::io::{Read, Write};
+    let mut head = Vec::new();
+    let mut byte = [0u8; 1];
+    while !head.ends_with(b"\r\n\r\n") {
+        if client.read(&mut byte).unwrap_or(0) == 0 {
+            return;
+        }
+        head.push(byte[0]);
+    }
+    let text = String::from_utf8_lossy(&head).to_string();
+    let mut length = 0usize;
+    let mut out = String::new();
+    for line in text.split("\r\n").filter(|l| !l.is_empty()) {
+        let lower = line.to_ascii_lowercase();
+        if let Some(v) = lower.strip_prefix("content-length:") {
+            length = v.trim().parse().unwrap_or(0);
+        }
+        if lower.starts_with("if-none-match:") || lower.starts_with("connection:") {
+            continue;
+        }
+        out.push_str(line);
+        out.push_str("\r\n");
+    }
+    out.push_str("Connection: close\r\n\r\n");
+    let mut body = vec![0u8; length];
+    if client.read_exact(&mut body).is_err() {
+        return;
+    }
+    let Ok(mut server) = std::net::TcpStream::connect(upstream) else {
+        return;
+    };
+    if server.write_all(out.as_bytes()).is_err() || server.write_all(&body).is_err() {
+        return;
+    }
+    let _ = std::io::copy(&mut server, &mut client);
+}
+
+#[test]
+fn a_store_that_ignores_conditional_writes_is_refused_unless_single_writer() {
+    let env = store_env();
+    let endpoint = env
+        .iter()
+        .find(|(k, _)| k == "AWS_ENDPOINT_URL")
+        .unwrap()
+        .1
+        .clone();
+    let proxy = start_proxy_without_conditional_writes(&endpoint);
+    let h = Hvr {
+        env: env.clone(),
+        ..Hvr::new()
+    };
+    let lake = format!("s3://delta/{}", unique("lake"));
+    let t = Table::new("o", &["id"], &["id", "v", "hvr_op"]);
+    h.write("1-o.csv", "id,v,hvr_op\n1,a,1\n");
+    let userarg = format!("target={lake} aws_endpoint_url={proxy}");
+    let out = h.call_with("refr_write_end", &[&t], &["1-o.csv"], Some(&userarg), &[]);
+    assert_eq!(out.code, 1, "{out:?}");
+    assert!(
+        out.stderr.starts_with("F_JX0D03: ")
+            && out.stderr.contains("If-None-Match")
+            && out.stderr.contains("single_writer=true"),
+        "{}",
+        out.stderr
+    );
+    assert!(h.has_file("1-o.csv"));
+
+    // Through moto itself the check passes; through the proxy, single_writer accepts it.
+    let userarg = format!("target={lake} aws_endpoint_url={proxy} single_writer=true");
+    let out = h.call_with("refr_write_end", &[&t], &["1-o.csv"], Some(&userarg), &[]);
+    assert_eq!(out.code, 0, "{out:?}");
+    let got = read_rows_at(url::Url::parse(&format!("{lake}/o/")).unwrap());
+    assert_eq!(got.rows, vec![row(&["1", "a"])]);
+}

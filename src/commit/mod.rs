@@ -62,6 +62,40 @@ pub async fn open(url: &Url, storage: &HashMap<String, String>) -> Result<DeltaT
     }
 }
 
+/// Checks that the object store under `table` refuses to create an object that already
+/// exists (`If-None-Match: *`): delta-rs 1.x commits on object stores only through such
+/// conditional writes, so a store that ignores them lets two writers both win the same
+/// table version. Local directories are not checked (the file system's create-new is).
+pub async fn check_conditional_writes(table: &DeltaTable) -> Result<()> {
+    if local_dir(table.table_url()).is_some() {
+        return Ok(());
+    }
+    let store = table.object_store();
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_nanos());
+    let path =
+        object_store::path::Path::from(format!("_hvrlake_probe/{}-{nanos}", std::process::id()));
+    let put = |v: &'static [u8]| {
+        store.put_opts(
+            &path,
+            object_store::PutPayload::from_static(v),
+            object_store::PutMode::Create.into(),
+        )
+    };
+    put(b"first").await?;
+    let second = put(b"second").await;
+    let _ = object_store::ObjectStoreExt::delete(&store, &path).await;
+    match second {
+        Err(object_store::Error::AlreadyExists { .. }) => Ok(()),
+        Err(e) => Err(e.into()),
+        Ok(_) => crate::bail!(
+            "{}: the object store accepted a second create of the same object (it ignores If-None-Match), so two writers could both commit the same Delta version; use a store with conditional writes, or set single_writer=true if no other writer ever touches this lake",
+            crate::storage::redact(table.table_url().as_str())
+        ),
+    }
+}
+
 /// Makes `s3://`, `s3a://`, `az://`, `abfs://`, `abfss://`… URLs usable (once per process).
 pub fn register_stores() {
     static ONCE: std::sync::Once = std::sync::Once::new();
