@@ -313,7 +313,7 @@ async fn prepare(
     let keep = settings.keep_hvr_columns;
     let existing = commit::columns(&table).context(&base)?;
     let mut guess: Option<(Vec<String>, Option<SchemaRef>, PerInput)> = None;
-    let columns = match (kind, existing) {
+    let mut columns = match (kind, existing) {
         // An integrate keeps the table's columns; a refresh may bring new ones.
         (Kind::Integrate, Some(existing)) => existing,
         (_, existing) => {
@@ -355,7 +355,7 @@ async fn prepare(
         (_, false) => spec.keys.clone(),
         _ => commit::recorded_keys(&table)?.unwrap_or_default(),
     };
-    let (layout, plans, keys) =
+    let (mut layout, mut plans, mut keys) =
         layout_for(kind, &columns, &keys, &inputs, &headers, &spec, settings)?;
     let (payload, rows_in) = match kind {
         Kind::Integrate => {
@@ -385,8 +385,7 @@ async fn prepare(
             )
         }
         Kind::Refresh => {
-            // Either the guessed types hold (one read), or the files are read with `plain`.
-            let mut plain = Some(columns.clone());
+            // Either the guessed types hold (one read), or the files are read (again) below.
             let mut checked = None;
             if let Some((names, existing, sample)) = guess {
                 let types = TypeSources::new(
@@ -429,37 +428,26 @@ async fn prepare(
                         staged.discard().await;
                     }
                 }
-                plain = match checked {
-                    Some(_) => None,
-                    None => {
-                        stage_time(
-                            &base,
-                            "types guessed from a sample did not hold, read again",
-                            started,
-                        );
-                        Some(types.resolve(&types.infer_all()?)?)
-                    }
-                };
-            }
-            match (checked, plain) {
-                (Some((staged, rows)), _) => (Payload::Files(staged), rows),
-                (None, columns) => {
-                    let columns = columns.expect("columns for a plain read");
-                    let (layout, plans, keys) =
+                if checked.is_none() {
+                    stage_time(
+                        &base,
+                        "types guessed from a sample did not hold, read again",
+                        started,
+                    );
+                    columns = types.resolve(&types.infer_all()?)?;
+                    let redone =
                         layout_for(kind, &columns, &keys, &inputs, &headers, &spec, settings)?;
+                    (layout, plans, keys) = redone;
+                }
+            }
+            match checked {
+                Some((staged, rows)) => (Payload::Files(staged), rows),
+                None => {
                     let (staged, rows, _) =
                         stage_refresh(&table, &layout, &plans, &inputs, &spec, settings, None)
                             .await
                             .context(&base)?;
-                    return Ok(Prepared {
-                        spec,
-                        columns,
-                        keys,
-                        payload: Payload::Files(staged),
-                        rows_in: rows,
-                        bytes: bytes_in,
-                        started,
-                    });
+                    (Payload::Files(staged), rows)
                 }
             }
         }

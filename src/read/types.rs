@@ -155,9 +155,8 @@ impl Inference {
         }
         if self.date || self.timestamp {
             let is_date = self.date && parse_date(v).is_some();
-            let is_ts = is_date
-                || (self.timestamp
-                    && (parse_timestamp_micros(v).is_some() || parse_date(v).is_some()));
+            // parse_timestamp_micros takes a plain date too.
+            let is_ts = is_date || (self.timestamp && parse_timestamp_micros(v).is_some());
             self.date &= is_date;
             self.timestamp &= is_ts;
         }
