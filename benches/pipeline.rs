@@ -169,7 +169,7 @@ fn spec(dir: &Path, files: &[&str]) -> TableSpec {
             .iter()
             .map(|f| InputFile {
                 name: f.to_string(),
-                path: dir.join(f),
+                source: hvrlake::storage::FileRef::Local(dir.join(f)),
                 expected_rows: None,
             })
             .collect(),

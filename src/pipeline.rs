@@ -2,7 +2,6 @@
 //! All tables are read and checked before any table is written, so bad input changes nothing.
 
 use std::collections::HashMap;
-use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
@@ -10,6 +9,7 @@ use arrow::array::RecordBatch;
 use arrow::datatypes::{DataType, Field, Schema, SchemaRef};
 use datafusion::prelude::SessionContext;
 use deltalake::DeltaTable;
+use futures::{StreamExt, TryStreamExt};
 use rayon::prelude::*;
 
 use crate::bail;
@@ -23,6 +23,9 @@ use crate::read::types::{DeclaredType, Inference};
 use crate::read::{FileColumns, TableLayout};
 use crate::settings::{Format, Settings};
 use crate::{coalesce, storage};
+
+/// Input files of a table fetched from object storage at once.
+const FILES_IN_FLIGHT: usize = 4;
 
 /// What a call does to each table.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -38,8 +41,8 @@ pub enum Kind {
 pub struct InputFile {
     /// The name as listed (relative to the file location), for messages and removal.
     pub name: String,
-    /// Where it is on disk.
-    pub path: PathBuf,
+    /// Where it is: a local path, or an object under the file location's prefix.
+    pub source: storage::FileRef,
     /// Rows HVR says it wrote (`HVR_FILE_NROWS`), checked when known.
     pub expected_rows: Option<u64>,
 }
@@ -267,8 +270,13 @@ async fn prepare(
     let mut csv_bytes: Vec<(usize, Bytes)> = Vec::new();
     let mut parquet: Vec<(usize, ParquetFile)> = Vec::new();
     let mut bytes_in = 0u64;
-    for (i, f) in spec.files.iter().enumerate() {
-        let mapped = source::map_file(&f.path, &f.name)?;
+    // Local files are mapped; objects are fetched, a few files at a time.
+    let mut read = futures::stream::iter(spec.files.iter())
+        .map(|f| f.source.read(&f.name))
+        .buffered(FILES_IN_FLIGHT);
+    let mut i = 0;
+    while let Some(mapped) = read.try_next().await? {
+        let f = &spec.files[i];
         bytes_in += mapped.len() as u64;
         if is_parquet(&f.name) {
             let b = bytes::Bytes::from_owner(mapped);
@@ -276,7 +284,9 @@ async fn prepare(
         } else {
             csv_bytes.push((i, source::to_utf8(mapped, settings.csv.encoding, &f.name)?));
         }
+        i += 1;
     }
+    drop(read);
     let mut inputs: Vec<(usize, Input)> = Vec::new();
     for (i, b) in &csv_bytes {
         let f = CsvFile::open_mapped(b, &spec.files[*i].name, &settings.csv, settings.chunk_bytes)?;

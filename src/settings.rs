@@ -102,6 +102,21 @@ pub const SETTINGS: &[SettingDoc] = &[
         doc: "true: only one hvrlake ever writes this lake, so an object store without conditional writes is accepted",
     },
     SettingDoc {
+        name: "store_retries",
+        default: "10",
+        doc: "times one object-store request is retried after a 5xx, throttling, a dropped connection or a timeout (backoff from 0.1 s, doubling up to 15 s)",
+    },
+    SettingDoc {
+        name: "store_retry_timeout",
+        default: "180",
+        doc: "seconds after which a failing object-store request is not retried any more",
+    },
+    SettingDoc {
+        name: "commit_retries",
+        default: "5",
+        doc: "times a table's commit is redone on a fresh version of the table when another writer committed first or the commit's outcome is unknown",
+    },
+    SettingDoc {
         name: "chunk_bytes",
         default: "4194304",
         doc: "size of the pieces a file is cut into for parallel parsing",
@@ -176,7 +191,10 @@ pub struct Settings {
     pub check_row_counts: bool,
     /// Whether an object store without conditional writes is accepted (one writer only).
     pub single_writer: bool,
-    /// Object-store options (`aws_*`, `azure_*`), as object_store / delta-rs name them.
+    /// Times a table's commit is redone on a fresh snapshot after a conflict.
+    pub commit_retries: usize,
+    /// Object-store options (`aws_*`, `azure_*`, and the retry options `max_retries` and
+    /// `retry_timeout`), as object_store / delta-rs name them.
     pub storage: HashMap<String, String>,
 }
 
@@ -263,7 +281,9 @@ impl Settings {
             }
         }
         let mut settings = Self::validate(raw, types_entries)?;
+        let retries = std::mem::take(&mut settings.storage);
         settings.storage = storage;
+        settings.storage.extend(retries);
         Ok(settings)
     }
 
@@ -352,6 +372,28 @@ impl Settings {
                 where_("chunk_bytes", &chunk_o)
             ),
         };
+        let count = |name: &str, min: u64| -> Result<u64> {
+            let (v, o) = get(name);
+            match v.trim().parse::<u64>() {
+                Ok(n) if n >= min => Ok(n),
+                _ => bail!(
+                    "{} is '{v}', expected a whole number of at least {min}",
+                    where_(name, &o)
+                ),
+            }
+        };
+        // Passed to object_store's retry layer under the names delta-rs parses.
+        let retries = HashMap::from([
+            (
+                "max_retries".to_string(),
+                count("store_retries", 0)?.to_string(),
+            ),
+            (
+                "retry_timeout".to_string(),
+                format!("{}s", count("store_retry_timeout", 1)?),
+            ),
+        ]);
+        let commit_retries = count("commit_retries", 0)? as usize;
         let (pattern, pattern_o) = get("file_pattern");
         if !pattern.contains("{hvr_tbl_name}") {
             bail!(
@@ -382,7 +424,8 @@ impl Settings {
             types.entry(t).or_default().insert(c, ty);
         }
         Ok(Settings {
-            storage: HashMap::new(),
+            storage: retries,
+            commit_retries,
             target,
             op_column: non_empty("op_column")?,
             delete_column: non_empty("delete_column")?,

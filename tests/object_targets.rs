@@ -3,27 +3,7 @@
 
 mod helpers;
 
-use helpers::{Hvr, Table, read_rows_at, row};
-
-/// The object-storage variables `scripts/test` exports, to pass to hvrlake.
-fn store_env() -> Vec<(String, String)> {
-    let env: Vec<(String, String)> = std::env::vars()
-        .filter(|(k, _)| k.starts_with("AWS_") || k.starts_with("AZURE_"))
-        .collect();
-    assert!(
-        env.iter().any(|(k, _)| k == "AWS_ENDPOINT_URL"),
-        "run through scripts/test, which starts moto and Azurite and sets AWS_*/AZURE_*"
-    );
-    env
-}
-
-fn unique(prefix: &str) -> String {
-    let nanos = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .as_nanos();
-    format!("{prefix}-{}-{nanos}", std::process::id())
-}
+use helpers::{Hvr, Table, read_rows_at, row, store_env, unique};
 
 fn refresh_then_cycle(lake: &str) {
     let h = Hvr {
@@ -237,4 +217,23 @@ fn a_store_that_ignores_conditional_writes_is_refused_unless_single_writer() {
     assert_eq!(out.code, 0, "{out:?}");
     let got = read_rows_at(url::Url::parse(&format!("{lake}/o/")).unwrap());
     assert_eq!(got.rows, vec![row(&["1", "a"])]);
+}
+
+#[test]
+fn a_missing_input_object_is_named_and_nothing_changes() {
+    let h = Hvr::on(helpers::Backend::S3);
+    let t = Table::new("o", &["id"], &["id", "v", "hvr_op", "hvr_integ_seq"]);
+    h.write("1-o.csv", "id,v,hvr_op,hvr_integ_seq\n1,a,1,1\n");
+    h.ok("refr_write_end", &[&t], &["1-o.csv"]);
+    h.write("2-o.csv", "id,v,hvr_op,hvr_integ_seq\n1,b,2,2\n");
+    let out = h.call("integ_end", &[&t], &["2-o.csv", "3-o.csv"]);
+    assert_eq!(out.code, 1, "{out:?}");
+    assert_eq!(
+        out.stderr.trim(),
+        "F_JX0D03: 3-o.csv: file does not exist",
+        "{out:?}"
+    );
+    assert!(h.has_file("2-o.csv"), "no file is removed after a failure");
+    assert_eq!(h.version("o"), Some(1), "the table stays at its version");
+    assert_eq!(h.rows("o").rows, vec![row(&["1", "a"])]);
 }

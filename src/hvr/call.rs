@@ -4,6 +4,8 @@
 use std::collections::HashMap;
 use std::io::Write;
 
+use futures::StreamExt;
+
 use super::env::HvrEnv;
 use super::files::FilePattern;
 use crate::bail;
@@ -47,7 +49,10 @@ pub async fn run(
     };
     let pattern = FilePattern::new(&settings.file_pattern)?;
     let loc = match &hvr.file_loc {
-        Some(l) => Some(storage::local_file_loc(l)?),
+        Some(l) => Some(storage::Location::open(
+            &storage::file_loc(l)?,
+            &settings.storage,
+        )?),
         None if hvr.files.is_empty() => None,
         None => bail!("HVR_FILE_LOC is not set but HVR_FILE_NAMES lists files"),
     };
@@ -76,10 +81,13 @@ pub async fn run(
         else {
             bail!("file {f}: names table '{table}', which is not in HVR_TBL_NAMES");
         };
-        let path = storage::file_path(loc.as_ref().expect("a location when files are listed"), f)?;
+        let source = loc
+            .as_ref()
+            .expect("a location when files are listed")
+            .file(f)?;
         spec.files.push(InputFile {
             name: f.clone(),
-            path,
+            source,
             expected_rows: hvr.file_rows.get(n).copied(),
         });
     }
@@ -93,17 +101,17 @@ pub async fn run(
     })
     .await?;
     if !settings.keep_files {
-        for spec in &specs {
-            for f in &spec.files {
-                if let Err(e) = std::fs::remove_file(&f.path)
-                    && e.kind() != std::io::ErrorKind::NotFound
-                {
-                    eprintln!(
-                        "W_JX0E00: {}: committed, but the file could not be removed: {}",
-                        f.name,
-                        storage::redact(&e.to_string())
-                    );
-                }
+        // Several DELETEs at once when the location is on object storage.
+        let files = specs.iter().flat_map(|s| &s.files);
+        let mut removed = futures::stream::iter(files)
+            .map(|f| async move { (f, f.source.remove().await) })
+            .buffer_unordered(16);
+        while let Some((f, done)) = removed.next().await {
+            if let Err(e) = done {
+                eprintln!(
+                    "W_JX0E00: {}: committed, but the file could not be removed: {e}",
+                    f.name
+                );
             }
         }
     }

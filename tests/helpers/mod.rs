@@ -54,12 +54,36 @@ pub struct Output {
     pub stderr: String,
 }
 
+/// Where a test's lake and file location are.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Backend {
+    /// Both in local temporary directories.
+    File,
+    /// Both under a fresh prefix of the `delta` bucket on the S3 server `scripts/test` starts.
+    S3,
+    /// Both under a fresh prefix of the `delta` container on Azurite (`az://`).
+    Azure,
+}
+
+/// A lake and a file location on object storage.
+pub struct Remote {
+    /// The lake root URL (no trailing slash).
+    pub lake: String,
+    /// The file location URL (trailing slash).
+    pub loc: String,
+    /// A store rooted at the file location, to write and check input files.
+    pub store: Arc<dyn object_store::ObjectStore>,
+}
+
 /// A file location and a lake, with the channel's settings.
 pub struct Hvr {
-    /// The file location (HVR_FILE_LOC).
+    /// The file location (HVR_FILE_LOC) when local; with a remote one, still the working
+    /// directory and the state directory of the calls.
     pub loc: tempfile::TempDir,
-    /// The lake root (target).
+    /// The lake root (target) when local.
     pub lake: tempfile::TempDir,
+    /// The lake and file location when they are on object storage.
+    pub remote: Option<Remote>,
     /// Extra words for the userarg.
     pub userarg: String,
     /// Extra environment variables.
@@ -72,19 +96,90 @@ impl Default for Hvr {
     }
 }
 
+/// The object-storage variables `scripts/test` exports (endpoints and credentials of the
+/// servers it started), to pass to hvrlake.
+pub fn store_env() -> Vec<(String, String)> {
+    let env: Vec<(String, String)> = std::env::vars()
+        .filter(|(k, _)| {
+            k.starts_with("AWS_") || k.starts_with("AZURE_") || k.starts_with("AZURITE_")
+        })
+        .collect();
+    assert!(
+        env.iter().any(|(k, _)| k == "AWS_ENDPOINT_URL"),
+        "run through scripts/test, which starts moto and Azurite and sets AWS_*/AZURE_*"
+    );
+    env
+}
+
+/// A name no other test (or earlier run) uses.
+pub fn unique(prefix: &str) -> String {
+    static N: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_nanos();
+    let n = N.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    format!("{prefix}-{}-{nanos}-{n}", std::process::id())
+}
+
+/// A store rooted at `url`, credentials from the environment (as `scripts/test` sets them).
+pub fn store_at(url: &str) -> Arc<dyn object_store::ObjectStore> {
+    deltalake::aws::register_handlers(None);
+    deltalake::azure::register_handlers(None);
+    let url = url::Url::parse(url).unwrap();
+    deltalake::logstore::store_for(&url, std::collections::HashMap::<String, String>::new())
+        .unwrap()
+}
+
 impl Hvr {
     /// A fresh location and lake.
     pub fn new() -> Self {
+        Self::on(Backend::File)
+    }
+
+    /// A fresh location and lake on `backend`.
+    pub fn on(backend: Backend) -> Self {
+        let scheme = match backend {
+            Backend::File => None,
+            Backend::S3 => Some("s3"),
+            Backend::Azure => Some("az"),
+        };
+        let remote = scheme.map(|scheme| {
+            let root = format!("{scheme}://delta/{}", unique("t"));
+            let loc = format!("{root}/loc/");
+            Remote {
+                lake: format!("{root}/lake"),
+                store: store_at(&loc),
+                loc,
+            }
+        });
         Hvr {
             loc: tempfile::tempdir().unwrap(),
             lake: tempfile::tempdir().unwrap(),
+            env: if remote.is_some() {
+                store_env()
+            } else {
+                Vec::new()
+            },
+            remote,
             userarg: String::new(),
-            env: Vec::new(),
         }
     }
 
     /// Writes a file into the location (folders created).
     pub fn write(&self, rel: &str, content: impl AsRef<[u8]>) {
+        if let Some(r) = &self.remote {
+            let data = bytes::Bytes::copy_from_slice(content.as_ref());
+            let path = object_store::path::Path::parse(rel).unwrap();
+            runtime()
+                .block_on(object_store::ObjectStoreExt::put(
+                    &r.store,
+                    &path,
+                    data.into(),
+                ))
+                .unwrap();
+            return;
+        }
         let p = self.loc.path().join(rel);
         std::fs::create_dir_all(p.parent().unwrap()).unwrap();
         std::fs::write(p, content).unwrap();
@@ -92,12 +187,36 @@ impl Hvr {
 
     /// Whether a file is still in the location.
     pub fn has_file(&self, rel: &str) -> bool {
+        if let Some(r) = &self.remote {
+            let path = object_store::path::Path::parse(rel).unwrap();
+            return match runtime().block_on(object_store::ObjectStoreExt::head(&r.store, &path)) {
+                Ok(_) => true,
+                Err(object_store::Error::NotFound { .. }) => false,
+                Err(e) => panic!("head {rel}: {e}"),
+            };
+        }
         self.loc.path().join(rel).exists()
+    }
+
+    /// The lake root as the `target` setting gives it.
+    pub fn target(&self) -> String {
+        match &self.remote {
+            Some(r) => r.lake.clone(),
+            None => self.lake.path().display().to_string(),
+        }
+    }
+
+    /// The file location as HVR_FILE_LOC gives it.
+    pub fn file_loc(&self) -> String {
+        match &self.remote {
+            Some(r) => r.loc.clone(),
+            None => self.loc.path().display().to_string(),
+        }
     }
 
     /// The userarg every call gets: the target, then `self.userarg`.
     pub fn full_userarg(&self) -> String {
-        format!("target={} {}", self.lake.path().display(), self.userarg)
+        format!("target={} {}", self.target(), self.userarg)
     }
 
     /// Calls `hvrlake <mode> chn loc <userarg>` with the HVR environment for `tables` and `files`.
@@ -131,7 +250,7 @@ impl Hvr {
             .env("HVR_TBL_KEYS_BASE", join(&|t| t.keys.join(",")))
             .env("HVR_COL_NAMES", join(&|t| t.cols.join(",")))
             .env("HVR_COL_NAMES_BASE", join(&|t| t.cols.join(",")))
-            .env("HVR_FILE_LOC", self.loc.path())
+            .env("HVR_FILE_LOC", self.file_loc())
             .env("HVR_LOC_STATEDIR", self.loc.path().join("_hvr_state"))
             .env("HVR_FILE_NAMES", files.join(":"))
             .current_dir(self.loc.path());
@@ -156,16 +275,25 @@ impl Hvr {
         out
     }
 
-    /// The directory of a table in the lake.
+    /// The directory of a table in a local lake.
     pub fn table_dir(&self, base: &str) -> PathBuf {
+        assert!(self.remote.is_none(), "table_dir is for local lakes");
         base.split('.')
             .fold(self.lake.path().to_path_buf(), |p, s| p.join(s))
     }
 
+    /// The URL of a table in the lake.
+    pub fn table_url(&self, base: &str) -> url::Url {
+        match &self.remote {
+            Some(r) => url::Url::parse(&format!("{}/{}/", r.lake, base.replace('.', "/"))).unwrap(),
+            None => url::Url::from_directory_path(self.table_dir(base)).unwrap(),
+        }
+    }
+
     /// The table's version, or None when there is no table.
     pub fn version(&self, base: &str) -> Option<u64> {
+        let url = self.table_url(base);
         runtime().block_on(async {
-            let url = url::Url::from_directory_path(self.table_dir(base)).unwrap();
             match deltalake::open_table(url).await {
                 Ok(t) => t.version(),
                 Err(_) => None,
@@ -175,8 +303,8 @@ impl Hvr {
 
     /// The table's columns and their Arrow types, as `name:type`.
     pub fn types(&self, base: &str) -> Vec<String> {
+        let url = self.table_url(base);
         runtime().block_on(async {
-            let url = url::Url::from_directory_path(self.table_dir(base)).unwrap();
             let table = deltalake::open_table(url).await.expect("open table");
             let schema = table.snapshot().unwrap().snapshot().arrow_schema();
             schema
@@ -189,7 +317,7 @@ impl Hvr {
 
     /// Every row of the table, each cell as text (None = NULL), sorted.
     pub fn rows(&self, base: &str) -> Rows {
-        read_rows(&self.table_dir(base))
+        read_rows_at(self.table_url(base))
     }
 }
 

@@ -9,6 +9,11 @@ use url::Url;
 use crate::bail;
 use crate::error::{Error, Result};
 
+#[cfg(feature = "lake")]
+mod object;
+#[cfg(feature = "lake")]
+pub use object::{FileRef, Location, store_at};
+
 /// The lake root as a URL; a plain path becomes an absolute `file://` URL.
 pub fn lake_url(target: &str) -> Result<Url> {
     let t = target.trim();
@@ -55,18 +60,44 @@ pub fn table_url(lake: &Url, base_name: &str) -> Result<Url> {
     Ok(u)
 }
 
-/// The local directory of a file location (a path or `file://` URL).
-pub fn local_file_loc(loc: &str) -> Result<PathBuf> {
+/// A file location (HVR_FILE_LOC): a local directory, or an object-store prefix.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum FileLoc {
+    /// A directory on a local or mounted file system (a path or `file://` URL).
+    Local(PathBuf),
+    /// An `s3://`, `s3a://`, `az://`, `abfs://`, `abfss://` or `adl://` prefix, ending in `/`.
+    Url(Url),
+}
+
+/// Schemes a file location may have on object storage (those delta-rs has stores for).
+const STORE_SCHEMES: &[&str] = &["s3", "s3a", "az", "azure", "abfs", "abfss", "adl"];
+
+/// Parses HVR_FILE_LOC.
+pub fn file_loc(loc: &str) -> Result<FileLoc> {
     if let Some(rest) = loc.strip_prefix("file://") {
-        return Ok(PathBuf::from(rest));
+        return Ok(FileLoc::Local(PathBuf::from(rest)));
     }
-    if loc.contains("://") {
-        bail!(
-            "HVR_FILE_LOC {} is on object storage, which this version of hvrlake does not read yet",
+    if !loc.contains("://") {
+        return Ok(FileLoc::Local(PathBuf::from(loc)));
+    }
+    let mut u = Url::parse(loc).map_err(|e| {
+        Error::msg(format!(
+            "HVR_FILE_LOC {} is not a valid URL ({e})",
             redact(loc)
+        ))
+    })?;
+    if !STORE_SCHEMES.contains(&u.scheme()) {
+        bail!(
+            "HVR_FILE_LOC {} has scheme '{}': hvrlake reads file locations on local disk, s3://, az:// and abfss://",
+            redact(loc),
+            u.scheme()
         );
     }
-    Ok(PathBuf::from(loc))
+    if !u.path().ends_with('/') {
+        let p = format!("{}/", u.path());
+        u.set_path(&p);
+    }
+    Ok(FileLoc::Url(u))
 }
 
 /// The path of a listed file under the file location; it may not leave the location.
@@ -187,6 +218,24 @@ mod tests {
             redact("/tmp/work order_id AKIAEXAMPLE"),
             "/tmp/work order_id AKIAEXAMPLE"
         );
+    }
+
+    #[test]
+    fn file_locations_are_paths_or_store_urls() {
+        assert_eq!(
+            file_loc("/hvr/loc").unwrap(),
+            FileLoc::Local(PathBuf::from("/hvr/loc"))
+        );
+        assert_eq!(
+            file_loc("file:///hvr/loc").unwrap(),
+            FileLoc::Local(PathBuf::from("/hvr/loc"))
+        );
+        match file_loc("s3://bucket/hvr").unwrap() {
+            FileLoc::Url(u) => assert_eq!(u.as_str(), "s3://bucket/hvr/"),
+            other => panic!("{other:?}"),
+        }
+        let e = file_loc("ftp://host/dir").unwrap_err();
+        assert!(e.message().contains("scheme 'ftp'"), "{}", e.message());
     }
 
     #[test]
