@@ -8,6 +8,9 @@ use std::fmt;
 #[derive(Debug)]
 pub struct Error {
     message: String,
+    /// Whether doing the same again may succeed: a commit that lost to another writer, or an
+    /// object-store request whose retries ran out.
+    transient: bool,
 }
 
 /// `text` with control characters escaped, so that it prints as one line.
@@ -35,6 +38,7 @@ impl Error {
     pub fn msg(message: impl Into<String>) -> Self {
         Error {
             message: one_line(message.into()),
+            transient: false,
         }
     }
 
@@ -42,7 +46,15 @@ impl Error {
     pub fn context(self, context: impl fmt::Display) -> Self {
         Error {
             message: one_line(format!("{context}: {}", self.message)),
+            transient: self.transient,
         }
+    }
+
+    /// Whether the failed step may succeed when done again on the table's latest version:
+    /// another writer committed first, or the store stayed unreachable through its retries
+    /// (then the outcome of a commit is unknown).
+    pub fn is_transient(&self) -> bool {
+        self.transient
     }
 
     /// The message, without any prefix.
@@ -94,11 +106,26 @@ from_display!(
     url::ParseError
 );
 #[cfg(feature = "lake")]
-from_display!(
-    deltalake::DeltaTableError,
-    datafusion::error::DataFusionError,
-    object_store::Error
-);
+from_display!(datafusion::error::DataFusionError, object_store::Error);
+
+#[cfg(feature = "lake")]
+impl From<deltalake::DeltaTableError> for Error {
+    fn from(e: deltalake::DeltaTableError) -> Self {
+        use deltalake::DeltaTableError as D;
+        use deltalake::kernel::transaction::TransactionError as T;
+        let transient = match &e {
+            D::VersionAlreadyExists(_) | D::ObjectStore { .. } => true,
+            D::Transaction { source } => {
+                matches!(source, T::CommitConflict(_) | T::MaxCommitAttempts(_))
+            }
+            _ => false,
+        };
+        Error {
+            transient,
+            ..Error::msg(crate::storage::redact(&e.to_string()))
+        }
+    }
+}
 
 /// Returns early with a formatted [`Error`].
 #[macro_export]

@@ -106,6 +106,8 @@ impl std::fmt::Display for Summary {
 /// A table read and checked, ready to commit.
 struct Prepared {
     spec: TableSpec,
+    /// The table as loaded before reading.
+    table: DeltaTable,
     columns: SchemaRef,
     keys: Vec<String>,
     payload: Payload,
@@ -116,9 +118,8 @@ struct Prepared {
 
 /// What a table's commit will apply.
 enum Payload {
-    /// An integrate's change batches, with the table they apply to.
+    /// An integrate's change batches.
     Changes {
-        table: DeltaTable,
         changes: Vec<RecordBatch>,
         schema: SchemaRef,
     },
@@ -182,30 +183,27 @@ pub async fn run(
     let mut summaries = Vec::with_capacity(prepared.len());
     for p in prepared {
         let name = p.spec.base_name.clone();
-        let (_, outcome) = match p.payload {
-            Payload::Files(staged) => {
-                let t = Instant::now();
-                let done = staged.commit(&p.columns, &p.keys, p.rows_in).await;
-                stage_time(&name, "commit", t);
-                done
+        let mut table = p.table.clone();
+        let mut attempt = 0;
+        let outcome = loop {
+            match commit_table(&ctx, &p, table).await {
+                Ok(outcome) => break outcome,
+                Err(e) if e.is_transient() && attempt < settings.commit_retries => {
+                    // Another writer committed first, or the store failed through its own
+                    // retries: do the commit again on the table's latest version.
+                    attempt += 1;
+                    eprintln!(
+                        "W_JX0E01: {name}: commit attempt {attempt} did not land ({}); trying again on the latest version",
+                        e.message()
+                    );
+                    tokio::time::sleep(std::time::Duration::from_millis(100 << attempt.min(6)))
+                        .await;
+                    let url = storage::table_url(&lake, &name)?;
+                    table = commit::open(&url, &storage_options).await.context(&name)?;
+                }
+                Err(e) => return Err(e.context(&name)),
             }
-            Payload::Changes {
-                table,
-                changes,
-                schema,
-            } => {
-                let t = Instant::now();
-                let net = coalesce::coalesce(&ctx, schema, changes, &p.keys, Some(&table))
-                    .await
-                    .context(&name)?;
-                stage_time(&name, "coalesce", t);
-                let t = Instant::now();
-                let done = commit::merge::apply(table, net, p.columns.clone(), &p.keys).await;
-                stage_time(&name, "merge", t);
-                done
-            }
-        }
-        .context(&name)?;
+        };
         let s = Summary {
             table: name,
             rows_in: p.rows_in,
@@ -218,6 +216,31 @@ pub async fn run(
         summaries.push(s);
     }
     Ok(summaries)
+}
+
+/// One attempt at a table's commit, on `table` as last loaded.
+async fn commit_table(ctx: &SessionContext, p: &Prepared, table: DeltaTable) -> Result<Outcome> {
+    let name = &p.spec.base_name;
+    let done = match &p.payload {
+        Payload::Files(staged) => {
+            let t = Instant::now();
+            let done = staged.commit(table, &p.columns, &p.keys, p.rows_in).await;
+            stage_time(name, "commit", t);
+            done
+        }
+        Payload::Changes { changes, schema } => {
+            let t = Instant::now();
+            let net =
+                coalesce::coalesce(ctx, schema.clone(), changes.clone(), &p.keys, Some(&table))
+                    .await?;
+            stage_time(name, "coalesce", t);
+            let t = Instant::now();
+            let done = commit::merge::apply(table, net, p.columns.clone(), &p.keys).await;
+            stage_time(name, "merge", t);
+            done
+        }
+    };
+    done.map(|(_, outcome)| outcome)
 }
 
 /// With `HVRLAKE_TIMINGS` set, prints how long a stage of a table took (on stderr).
@@ -385,14 +408,7 @@ async fn prepare(
             let changes: Vec<RecordBatch> = decoded.into_iter().flatten().collect();
             let rows = changes.iter().map(RecordBatch::num_rows).sum();
             let schema = layout.change_schema();
-            (
-                Payload::Changes {
-                    table,
-                    changes,
-                    schema,
-                },
-                rows,
-            )
+            (Payload::Changes { changes, schema }, rows)
         }
         Kind::Refresh => {
             // Either the guessed types hold (one read), or the files are read (again) below.
@@ -464,6 +480,7 @@ async fn prepare(
     };
     Ok(Prepared {
         spec,
+        table,
         columns,
         keys,
         payload,

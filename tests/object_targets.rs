@@ -125,63 +125,6 @@ fn s3_credentials_and_endpoint_can_be_settings() {
     assert_eq!(out.code, 1, "{out:?}");
 }
 
-/// Starts, on loopback, an HTTP proxy in front of `upstream` that drops `If-None-Match` from
-/// every request: an S3 endpoint that ignores conditional writes. Returns its URL.
-fn start_proxy_without_conditional_writes(upstream: &str) -> String {
-    use std::net::TcpListener;
-    let upstream = upstream
-        .trim_start_matches("http://")
-        .trim_end_matches('/')
-        .to_string();
-    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
-    let addr = listener.local_addr().unwrap();
-    std::thread::spawn(move || {
-        for conn in listener.incoming().flatten() {
-            let upstream = upstream.clone();
-            std::thread::spawn(move || relay_one_request(conn, &upstream));
-        }
-    });
-    format!("http://{addr}")
-}
-
-fn relay_one_request(mut client: std::net::TcpStream, upstream: &str) {
-    use std::io::{Read, Write};
-    let mut head = Vec::new();
-    let mut byte = [0u8; 1];
-    while !head.ends_with(b"\r\n\r\n") {
-        if client.read(&mut byte).unwrap_or(0) == 0 {
-            return;
-        }
-        head.push(byte[0]);
-    }
-    let text = String::from_utf8_lossy(&head).to_string();
-    let mut length = 0usize;
-    let mut out = String::new();
-    for line in text.split("\r\n").filter(|l| !l.is_empty()) {
-        let lower = line.to_ascii_lowercase();
-        if let Some(v) = lower.strip_prefix("content-length:") {
-            length = v.trim().parse().unwrap_or(0);
-        }
-        if lower.starts_with("if-none-match:") || lower.starts_with("connection:") {
-            continue;
-        }
-        out.push_str(line);
-        out.push_str("\r\n");
-    }
-    out.push_str("Connection: close\r\n\r\n");
-    let mut body = vec![0u8; length];
-    if client.read_exact(&mut body).is_err() {
-        return;
-    }
-    let Ok(mut server) = std::net::TcpStream::connect(upstream) else {
-        return;
-    };
-    if server.write_all(out.as_bytes()).is_err() || server.write_all(&body).is_err() {
-        return;
-    }
-    let _ = std::io::copy(&mut server, &mut client);
-}
-
 #[test]
 fn a_store_that_ignores_conditional_writes_is_refused_unless_single_writer() {
     let env = store_env();
@@ -191,7 +134,16 @@ fn a_store_that_ignores_conditional_writes_is_refused_unless_single_writer() {
         .unwrap()
         .1
         .clone();
-    let proxy = start_proxy_without_conditional_writes(&endpoint);
+    let proxy = helpers::proxy::start(
+        &endpoint,
+        helpers::proxy::Behaviour {
+            strip_conditional: true,
+            fault_percent: 0,
+            faults: Vec::new(),
+            seed: 0,
+        },
+    )
+    .url;
     let h = Hvr {
         env: env.clone(),
         ..Hvr::new()
@@ -236,4 +188,245 @@ fn a_missing_input_object_is_named_and_nothing_changes() {
     assert!(h.has_file("2-o.csv"), "no file is removed after a failure");
     assert_eq!(h.version("o"), Some(1), "the table stays at its version");
     assert_eq!(h.rows("o").rows, vec![row(&["1", "a"])]);
+}
+
+/// Compares table rows with the expected ones, printing only the first differences.
+fn assert_same_rows(got: &[Vec<Option<String>>], want: &[Vec<Option<String>>]) {
+    if got != want {
+        let extra: Vec<_> = got.iter().filter(|r| !want.contains(r)).take(5).collect();
+        let missing: Vec<_> = want.iter().filter(|r| !got.contains(r)).take(5).collect();
+        panic!(
+            "{} rows, expected {}; first unexpected: {extra:?}; first missing: {missing:?}",
+            got.len(),
+            want.len()
+        );
+    }
+}
+
+fn endpoint() -> String {
+    store_env()
+        .into_iter()
+        .find(|(k, _)| k == "AWS_ENDPOINT_URL")
+        .unwrap()
+        .1
+}
+
+/// A keyed table with text and decimal columns, as HVR writes it.
+fn accounts() -> Table {
+    Table::new(
+        "acct",
+        &["id"],
+        &["id", "name", "balance", "hvr_op", "hvr_integ_seq"],
+    )
+}
+
+const ACCT_HEADER: &[&str] = &["id", "name", "balance", "hvr_op", "hvr_integ_seq"];
+
+/// `n` seeded changes on the keys `keys` picks from (`i` → key), applied to `model` too;
+/// with `key_space` 0, the `n` rows of a refresh. Returns the file's CSV.
+fn random_cycle(
+    rng: &mut helpers::Rng,
+    model: &mut helpers::Model,
+    keys: impl Fn(u64) -> u64,
+    key_space: u64,
+    n: usize,
+    seq_base: u64,
+) -> String {
+    let mut changes = Vec::new();
+    let mut rows = Vec::new();
+    for j in 0..n {
+        // key_space 0: a refresh, every key once, all inserts.
+        let (id, op) = if key_space == 0 {
+            (keys(j as u64), 1)
+        } else {
+            let op = match rng.below(10) {
+                0..=5 => 2,
+                6..=7 => 1,
+                _ => 0,
+            };
+            (keys(rng.below(key_space)), op)
+        };
+        let id = id.to_string();
+        let name = format!("n{}, \"q\"", rng.below(1000));
+        let balance = format!("{}.{:02}", rng.below(100_000), rng.below(100));
+        let seq = format!("{:x}", seq_base + j as u64);
+        let values = row(&[&id, &name, &balance]);
+        changes.push(helpers::Change {
+            op,
+            seq: seq.clone(),
+            values: values.clone(),
+        });
+        let mut r = values;
+        r.push(Some(op.to_string()));
+        r.push(Some(seq));
+        rows.push(r);
+    }
+    model.apply(&[0], &changes);
+    helpers::csv(ACCT_HEADER, &rows)
+}
+
+/// Calls as HVR does: a failed integrate job is run again with the same environment, up to
+/// `tries` times. Returns the outputs of the failed calls.
+fn call_until_done(h: &Hvr, mode: &str, t: &Table, files: &[&str], tries: usize) -> Vec<String> {
+    let mut failed = Vec::new();
+    for _ in 0..tries {
+        let out = h.call(mode, &[t], files);
+        if out.code == 0 {
+            return failed;
+        }
+        assert_eq!(out.code, 1, "{out:?}");
+        assert!(
+            out.stderr.starts_with("F_JX0D03: ") && out.stderr.trim_end().lines().count() == 1,
+            "one line, HVR's format: {out:?}"
+        );
+        failed.push(out.stderr);
+    }
+    panic!("{mode} still failing after {tries} calls: {failed:#?}");
+}
+
+#[test]
+fn faults_between_hvrlake_and_s3_are_retried_and_the_table_comes_out_exact() {
+    use helpers::proxy::{Behaviour, Fault};
+    let proxy = helpers::proxy::start(
+        &endpoint(),
+        Behaviour {
+            strip_conditional: false,
+            fault_percent: 20,
+            faults: vec![
+                Fault::Unavailable,
+                Fault::DropRequest,
+                Fault::DropResponse,
+                Fault::Delay,
+            ],
+            seed: 20261123,
+        },
+    );
+    let mut h = Hvr::on(helpers::Backend::S3);
+    h.userarg = format!("aws_endpoint_url={} store_retries=6", proxy.url);
+    let t = accounts();
+    let mut rng = helpers::Rng(99);
+    let mut model = helpers::Model::default();
+    let refresh = random_cycle(&mut rng, &mut model, |i| i, 0, 300, 1);
+    h.write("0-acct.csv", refresh);
+    let mut failed = call_until_done(&h, "refr_write_end", &t, &["0-acct.csv"], 5);
+    for cycle in 1..=5u64 {
+        let name = format!("{cycle}-acct.csv");
+        let text = random_cycle(&mut rng, &mut model, |i| i, 400, 80, cycle * 1000);
+        h.write(&name, text);
+        failed.extend(call_until_done(&h, "integ_end", &t, &[&name], 5));
+        assert!(!h.has_file(&name), "cycle {cycle}: file removed");
+    }
+    let injected = proxy.injected.load(std::sync::atomic::Ordering::Relaxed);
+    let seen = proxy.requests.load(std::sync::atomic::Ordering::Relaxed);
+    eprintln!(
+        "faults injected: {injected} of {seen} requests; calls that failed and were made again: {}",
+        failed.len()
+    );
+    assert!(
+        injected >= 5,
+        "the proxy injected faults ({injected} of {seen})"
+    );
+    assert_same_rows(&h.rows("acct").rows, &model.sorted());
+    // Most faults are absorbed inside a call (retried requests and commits).
+    assert!(failed.len() <= 2, "{failed:#?}");
+}
+
+#[test]
+fn when_every_request_fails_the_call_exits_1_and_nothing_changes() {
+    use helpers::proxy::{Behaviour, Fault};
+    let mut h = Hvr::on(helpers::Backend::S3);
+    let t = accounts();
+    let mut rng = helpers::Rng(5);
+    let mut model = helpers::Model::default();
+    let refresh = random_cycle(&mut rng, &mut model, |i| i, 0, 50, 1);
+    h.write("0-acct.csv", refresh);
+    h.ok("refr_write_end", &[&t], &["0-acct.csv"]);
+    let before = (h.version("acct"), h.rows("acct"));
+    let mut after_cycle = model.clone();
+    h.write(
+        "1-acct.csv",
+        random_cycle(&mut rng, &mut after_cycle, |i| i, 80, 30, 100),
+    );
+    let proxy = helpers::proxy::start(
+        &endpoint(),
+        Behaviour {
+            strip_conditional: false,
+            fault_percent: 100,
+            faults: vec![Fault::Unavailable, Fault::DropRequest, Fault::DropResponse],
+            seed: 1,
+        },
+    );
+    h.userarg = format!(
+        "aws_endpoint_url={} store_retries=2 store_retry_timeout=20",
+        proxy.url
+    );
+    let started = std::time::Instant::now();
+    let out = h.call("integ_end", &[&t], &["1-acct.csv"]);
+    assert_eq!(out.code, 1, "{out:?}");
+    assert!(
+        out.stderr.starts_with("F_JX0D03: ") && out.stderr.trim_end().lines().count() == 1,
+        "{out:?}"
+    );
+    assert!(
+        started.elapsed() < std::time::Duration::from_secs(60),
+        "retries are bounded: {:?}",
+        started.elapsed()
+    );
+    assert_eq!((h.version("acct"), h.rows("acct")), before);
+    assert!(h.has_file("1-acct.csv"), "the input file stays");
+
+    // The same call once the store answers again applies the cycle.
+    h.userarg.clear();
+    h.ok("integ_end", &[&t], &["1-acct.csv"]);
+    assert_same_rows(&h.rows("acct").rows, &after_cycle.sorted());
+}
+
+#[test]
+fn two_writers_commit_to_one_table_at_once_and_every_change_lands_once() {
+    let a = Hvr::on(helpers::Backend::S3);
+    let mut b = Hvr::on(helpers::Backend::S3);
+    b.remote.as_mut().unwrap().lake = a.remote.as_ref().unwrap().lake.clone();
+    let t = accounts();
+    let mut rng = helpers::Rng(42);
+    let mut model = helpers::Model::default();
+    let refresh = random_cycle(&mut rng, &mut model, |i| i, 0, 400, 1);
+    a.write("0-acct.csv", refresh);
+    a.ok("refr_write_end", &[&t], &["0-acct.csv"]);
+    // Writer a changes even keys, writer b odd ones: the end state does not depend on
+    // which commit wins, only on every change landing exactly once.
+    const CYCLES: u64 = 6;
+    let mut files: [Vec<String>; 2] = [Vec::new(), Vec::new()];
+    for cycle in 1..=CYCLES {
+        for (w, h) in [&a, &b].into_iter().enumerate() {
+            let text = random_cycle(
+                &mut rng,
+                &mut model,
+                move |i| i * 2 + w as u64,
+                260,
+                40,
+                cycle * 1000,
+            );
+            let name = format!("{cycle}-acct.csv");
+            h.write(&name, text);
+            files[w].push(name);
+        }
+    }
+    let run = |h: &Hvr, names: &[String]| {
+        let mut retried = 0;
+        for name in names {
+            let out = h.call("integ_end", &[&t], &[name]);
+            assert_eq!(out.code, 0, "{out:?}");
+            retried += out.stderr.matches("W_JX0E01").count();
+        }
+        retried
+    };
+    let retries: Vec<usize> = std::thread::scope(|s| {
+        let ta = s.spawn(|| run(&a, &files[0]));
+        let tb = s.spawn(|| run(&b, &files[1]));
+        vec![ta.join().unwrap(), tb.join().unwrap()]
+    });
+    eprintln!("commits redone after losing to the other writer: {retries:?}");
+    assert_same_rows(&a.rows("acct").rows, &model.sorted());
+    // Every call made exactly one commit of its own: refresh (create + overwrite) + 2×6.
+    assert_eq!(a.version("acct"), Some(1 + 2 * CYCLES));
 }

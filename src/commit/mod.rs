@@ -71,29 +71,39 @@ pub async fn check_conditional_writes(table: &DeltaTable) -> Result<()> {
         return Ok(());
     }
     let store = table.object_store();
-    let nanos = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_nanos());
-    let path =
-        object_store::path::Path::from(format!("_hvrlake_probe/{}-{nanos}", std::process::id()));
-    let put = |v: &'static [u8]| {
-        store.put_opts(
-            &path,
-            object_store::PutPayload::from_static(v),
-            object_store::PutMode::Create.into(),
-        )
-    };
-    put(b"first").await?;
-    let second = put(b"second").await;
-    let _ = object_store::ObjectStoreExt::delete(&store, &path).await;
-    match second {
-        Err(object_store::Error::AlreadyExists { .. }) => Ok(()),
-        Err(e) => Err(e.into()),
-        Ok(_) => crate::bail!(
-            "{}: the object store accepted a second create of the same object (it ignores If-None-Match), so two writers could both commit the same Delta version; use a store with conditional writes, or set single_writer=true if no other writer ever touches this lake",
-            crate::storage::redact(table.table_url().as_str())
-        ),
+    let mut last_error = None;
+    // A request that fails in transit leaves its outcome unknown: probe again under a new
+    // name rather than conclude anything from it.
+    for attempt in 0..3 {
+        let nanos = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_nanos());
+        let path = object_store::path::Path::from(format!(
+            "_hvrlake_probe/{}-{nanos}-{attempt}",
+            std::process::id()
+        ));
+        let put = |v: &'static [u8]| {
+            store.put_opts(
+                &path,
+                object_store::PutPayload::from_static(v),
+                object_store::PutMode::Create.into(),
+            )
+        };
+        let first = put(b"first").await;
+        let second = put(b"second").await;
+        let _ = object_store::ObjectStoreExt::delete(&store, &path).await;
+        match (first, second) {
+            // The second create was refused: the object existed (whether or not the answer to
+            // the first one arrived).
+            (_, Err(object_store::Error::AlreadyExists { .. })) => return Ok(()),
+            (Ok(_), Ok(_)) => crate::bail!(
+                "{}: the object store accepted a second create of the same object (it ignores If-None-Match), so two writers could both commit the same Delta version; use a store with conditional writes, or set single_writer=true if no other writer ever touches this lake",
+                crate::storage::redact(table.table_url().as_str())
+            ),
+            (Err(e), _) | (Ok(_), Err(e)) => last_error = Some(e),
+        }
     }
+    Err(last_error.expect("three failed probes").into())
 }
 
 /// Makes `s3://`, `s3a://`, `az://`, `abfs://`, `abfss://`… URLs usable (once per process).

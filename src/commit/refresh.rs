@@ -17,17 +17,37 @@ impl Staged {
     /// Commits the staged files as the table's whole content: one overwrite commit that
     /// removes every current file (and records new columns when they changed). A table that
     /// does not exist yet is created first (its version 0), with `keys` recorded.
+    ///
+    /// `table` is the table as last loaded: after a failed attempt, the caller loads it again
+    /// and calls this again with the same staged files. If they are in the table already,
+    /// the earlier attempt did land (only its answer was lost), and nothing more is committed.
     pub async fn commit(
-        self,
+        &self,
+        table: DeltaTable,
         columns: &SchemaRef,
         keys: &[String],
         rows: usize,
     ) -> Result<(DeltaTable, Outcome)> {
-        let deleted = super::row_count(&self.table)?;
-        let table = if super::exists(&self.table) {
-            self.table
+        if let (Some(version), Some(first)) = (table.version(), self.adds.first())
+            && table
+                .snapshot()?
+                .log_data()
+                .iter()
+                .any(|f| f.path() == first.path)
+        {
+            let outcome = Outcome {
+                inserted: rows,
+                updated: 0,
+                deleted: 0,
+                version: Some(version),
+            };
+            return Ok((table, outcome));
+        }
+        let deleted = super::row_count(&table)?;
+        let table = if super::exists(&table) {
+            table
         } else {
-            super::create(self.table, columns, keys).await?
+            super::create(table, columns, keys).await?
         };
         let snapshot = table.snapshot()?;
         let mut actions = Vec::with_capacity(self.adds.len() + 1);
@@ -48,7 +68,7 @@ impl Staged {
                 .iter()
                 .map(|f| Action::Remove(f.remove_action(true))),
         );
-        actions.extend(self.adds.into_iter().map(Action::Add));
+        actions.extend(self.adds.iter().cloned().map(Action::Add));
         let operation = DeltaOperation::Write {
             mode: SaveMode::Overwrite,
             partition_by: None,

@@ -3,6 +3,8 @@
 //! reads the resulting Delta tables back. Also a plain model of the expected table state.
 #![allow(dead_code)]
 
+pub mod proxy;
+
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::process::Command;
