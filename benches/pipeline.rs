@@ -173,6 +173,7 @@ fn spec(dir: &Path, files: &[&str]) -> TableSpec {
                 expected_rows: None,
             })
             .collect(),
+        app_id: None,
     }
 }
 
@@ -288,7 +289,7 @@ fn benches(c: &mut Criterion) {
                     )
                     .await
                     .unwrap();
-                    commit::merge::apply(table, net, table_columns(), &["order_id".into()])
+                    commit::merge::apply(table, net, table_columns(), &["order_id".into()], None)
                         .await
                         .unwrap()
                         .1

@@ -14,7 +14,7 @@ use rayon::prelude::*;
 
 use crate::bail;
 use crate::commit::files::{FileSink, Staged};
-use crate::commit::{self, Outcome};
+use crate::commit::{self, Outcome, progress};
 use crate::error::{Context, Result};
 use crate::read::csv::CsvFile;
 use crate::read::parquet::ParquetFile;
@@ -62,6 +62,9 @@ pub struct TableSpec {
     pub channel_columns: Vec<String>,
     /// Files in the order HVR wrote them.
     pub files: Vec<InputFile>,
+    /// The Delta application id under which the table's progress is recorded
+    /// ([`commit::progress`]); None records none.
+    pub app_id: Option<String>,
 }
 
 /// What happened to one table, printed as its summary line.
@@ -79,6 +82,26 @@ pub struct Summary {
     pub bytes: u64,
     /// Seconds spent on this table.
     pub seconds: f64,
+    /// Whether the table already had this cycle (an earlier call committed it).
+    pub skipped: bool,
+}
+
+impl Summary {
+    /// The summary of a table whose cycle an earlier call committed.
+    fn skipped(spec: &TableSpec, table: &DeltaTable, started: Instant) -> Self {
+        Summary {
+            table: spec.base_name.clone(),
+            rows_in: 0,
+            outcome: Outcome {
+                version: table.version(),
+                ..Outcome::default()
+            },
+            files: spec.files.len(),
+            bytes: 0,
+            seconds: started.elapsed().as_secs_f64(),
+            skipped: true,
+        }
+    }
 }
 
 impl std::fmt::Display for Summary {
@@ -87,6 +110,13 @@ impl std::fmt::Display for Summary {
             .outcome
             .version
             .map_or("none".to_string(), |v| v.to_string());
+        if self.skipped {
+            return write!(
+                f,
+                "{}: skipped: this cycle was committed by an earlier call files={} version={} seconds={:.3}",
+                self.table, self.files, version, self.seconds
+            );
+        }
         write!(
             f,
             "{}: rows_in={} inserted={} updated={} deleted={} files={} bytes={} version={} seconds={:.3}",
@@ -147,7 +177,8 @@ pub async fn run(
     commit::register_stores();
     let lake = storage::lake_url(&settings.target)?;
     let storage_options = settings.storage.clone();
-    let mut prepared: Vec<Prepared> = Vec::with_capacity(tables.len());
+    let mut steps: Vec<Step> = Vec::with_capacity(tables.len());
+    let mut store_checked = settings.single_writer;
     for spec in tables {
         let started = Instant::now();
         let step = async {
@@ -156,37 +187,58 @@ pub async fn run(
                 .await
                 .context(&spec.base_name)?;
             stage_time(&spec.base_name, "open", started);
-            if !settings.single_writer && prepared.is_empty() {
+            if !store_checked {
                 // Once per call: every table of a lake is on the same store.
                 commit::check_conditional_writes(&table)
                     .await
                     .context(&spec.base_name)?;
+                store_checked = true;
+            }
+            if let Some(cycle) = cycle_of(kind, &spec, None)
+                && progress::applied(&table, &cycle)
+                    .await
+                    .context(&spec.base_name)?
+            {
+                // Committed by an earlier call (HVR runs a failed job again): its files may
+                // be gone already, and nothing is read or written.
+                return Ok(Step::Skip(Summary::skipped(&spec, &table, started)));
             }
             let t = Instant::now();
             let name = spec.base_name.clone();
             let p = prepare(kind, spec, table, settings, started).await;
             stage_time(&name, "read", t);
-            p
+            p.map(|p| Step::Apply(Box::new(p)))
         };
         match step.await {
-            Ok(p) => prepared.push(p),
+            Ok(p) => steps.push(p),
             Err(e) => {
                 // Bad input anywhere changes nothing: drop the files staged for other tables.
-                for p in prepared {
-                    p.discard().await;
+                for step in steps {
+                    if let Step::Apply(p) = step {
+                        p.discard().await;
+                    }
                 }
                 return Err(e);
             }
         }
     }
     let ctx = SessionContext::new();
-    let mut summaries = Vec::with_capacity(prepared.len());
-    for p in prepared {
+    let mut summaries = Vec::with_capacity(steps.len());
+    for step in steps {
+        let p = match step {
+            Step::Skip(s) => {
+                report(&s);
+                summaries.push(s);
+                continue;
+            }
+            Step::Apply(p) => p,
+        };
         let name = p.spec.base_name.clone();
+        let cycle = cycle_of(kind, &p.spec, max_seq(&p.payload));
         let mut table = p.table.clone();
         let mut attempt = 0;
         let outcome = loop {
-            match commit_table(&ctx, &p, table).await {
+            match commit_table(&ctx, &p, table, cycle.as_ref(), attempt > 0).await {
                 Ok(outcome) => break outcome,
                 Err(e) if e.is_transient() && attempt < settings.commit_retries => {
                     // Another writer committed first, or the store failed through its own
@@ -204,13 +256,16 @@ pub async fn run(
                 Err(e) => return Err(e.context(&name)),
             }
         };
+        // `skipped`: an earlier attempt of this call landed although its answer was lost.
+        let (outcome, skipped) = outcome;
         let s = Summary {
             table: name,
-            rows_in: p.rows_in,
+            rows_in: if skipped { 0 } else { p.rows_in },
             outcome,
             files: p.spec.files.len(),
             bytes: p.bytes,
             seconds: p.started.elapsed().as_secs_f64(),
+            skipped,
         };
         report(&s);
         summaries.push(s);
@@ -218,13 +273,72 @@ pub async fn run(
     Ok(summaries)
 }
 
-/// One attempt at a table's commit, on `table` as last loaded.
-async fn commit_table(ctx: &SessionContext, p: &Prepared, table: DeltaTable) -> Result<Outcome> {
+/// A table of the call: to apply, or already applied by an earlier call.
+enum Step {
+    Apply(Box<Prepared>),
+    Skip(Summary),
+}
+
+/// The cycle a call applies to a table, when the call records progress.
+fn cycle_of(kind: Kind, spec: &TableSpec, max_seq: Option<String>) -> Option<progress::Cycle> {
+    Some(progress::Cycle {
+        app_id: spec.app_id.clone()?,
+        mode: match kind {
+            Kind::Refresh => "refresh",
+            Kind::Integrate => "integrate",
+        }
+        .to_string(),
+        files: spec.files.iter().map(|f| f.name.clone()).collect(),
+        max_seq,
+    })
+}
+
+/// The highest `hvr_integ_seq` among an integrate's changes.
+fn max_seq(payload: &Payload) -> Option<String> {
+    let Payload::Changes { changes, .. } = payload else {
+        return None;
+    };
+    changes
+        .iter()
+        .filter_map(|b| {
+            let col = b.column_by_name(crate::change::ORDER)?;
+            arrow::compute::max_binary(arrow::array::AsArray::as_binary_opt::<i32>(col)?)
+                .map(<[u8]>::to_vec)
+        })
+        .max()
+        .and_then(|order| progress::seq_text(&order))
+}
+
+/// One attempt at a table's commit, on `table` as last loaded. `again`: an earlier attempt
+/// failed, and may have landed; then the table is asked first, and `true` says it had.
+async fn commit_table(
+    ctx: &SessionContext,
+    p: &Prepared,
+    table: DeltaTable,
+    cycle: Option<&progress::Cycle>,
+    again: bool,
+) -> Result<(Outcome, bool)> {
     let name = &p.spec.base_name;
+    let mark = match cycle {
+        Some(c) => {
+            if again && progress::applied(&table, c).await? {
+                let outcome = Outcome {
+                    version: table.version(),
+                    ..Outcome::default()
+                };
+                return Ok((outcome, true));
+            }
+            Some(progress::mark(&table, c).await?)
+        }
+        None => None,
+    };
+    let mark = mark.as_ref();
     let done = match &p.payload {
         Payload::Files(staged) => {
             let t = Instant::now();
-            let done = staged.commit(table, &p.columns, &p.keys, p.rows_in).await;
+            let done = staged
+                .commit(table, &p.columns, &p.keys, p.rows_in, mark)
+                .await;
             stage_time(name, "commit", t);
             done
         }
@@ -235,12 +349,12 @@ async fn commit_table(ctx: &SessionContext, p: &Prepared, table: DeltaTable) -> 
                     .await?;
             stage_time(name, "coalesce", t);
             let t = Instant::now();
-            let done = commit::merge::apply(table, net, p.columns.clone(), &p.keys).await;
+            let done = commit::merge::apply(table, net, p.columns.clone(), &p.keys, mark).await;
             stage_time(name, "merge", t);
             done
         }
     };
-    done.map(|(_, outcome)| outcome)
+    done.map(|(_, outcome)| (outcome, false))
 }
 
 /// With `HVRLAKE_TIMINGS` set, prints how long a stage of a table took (on stderr).

@@ -386,6 +386,8 @@ fn two_writers_commit_to_one_table_at_once_and_every_change_lands_once() {
     let a = Hvr::on(helpers::Backend::S3);
     let mut b = Hvr::on(helpers::Backend::S3);
     b.remote.as_mut().unwrap().lake = a.remote.as_ref().unwrap().lake.clone();
+    // Two integrate locations of HVR (each its own progress in the table).
+    b.location = "trg2".into();
     let t = accounts();
     let mut rng = helpers::Rng(42);
     let mut model = helpers::Model::default();

@@ -26,6 +26,7 @@ use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
 use rayon::prelude::*;
 
 use super::files::FileSink;
+use super::progress::Mark;
 use super::{Outcome, writer_properties};
 use crate::change::{self, Op};
 use crate::coalesce::Coalesced;
@@ -41,6 +42,7 @@ pub async fn apply(
     net: Coalesced,
     columns: SchemaRef,
     keys: &[String],
+    mark: Option<&Mark>,
 ) -> Result<(DeltaTable, Outcome)> {
     let upserts = upsert_rows(&net.batches, &columns)?;
     let upsert_count: usize = upserts.iter().map(RecordBatch::num_rows).sum();
@@ -70,6 +72,7 @@ pub async fn apply(
         let table = table
             .write(batches)
             .with_save_mode(mode)
+            .with_commit_properties(mark.map(Mark::properties).unwrap_or_default())
             .with_writer_properties(writer_properties(&columns))
             .await?;
         let version = table.version();
@@ -84,18 +87,13 @@ pub async fn apply(
         ));
     }
     if net.batches.is_empty() {
-        let version = table.version();
-        return Ok((
-            table,
-            Outcome {
-                version,
-                ..Outcome::default()
-            },
-        ));
+        // Nothing to change, but the cycle's progress is still committed.
+        return progress_only(table, mark).await;
     }
     if std::env::var_os("HVRLAKE_DATAFUSION_MERGE").is_none() && plain_files(&table)? {
-        return rewrite(table, net, columns, upserts, upsert_count, keys).await;
+        return rewrite(table, net, columns, upserts, upsert_count, keys, mark).await;
     }
+    let before = table.version();
     let ctx = SessionContext::new();
     let source = ctx.read_batches(net.batches)?;
     let on = keys
@@ -121,7 +119,12 @@ pub async fn apply(
                 i.set(Column::new(None::<&str>, c.as_str()), qualified("s", c))
             })
         })?
+        .with_commit_properties(mark.map(Mark::properties).unwrap_or_default())
         .await?;
+    if table.version() == before {
+        // delta-rs makes no commit for a MERGE that changes nothing: record the progress.
+        return progress_only(table, mark).await;
+    }
     let version = table.version();
     Ok((
         table,
@@ -130,6 +133,29 @@ pub async fn apply(
             updated: m.num_target_rows_updated,
             deleted: m.num_target_rows_deleted,
             version,
+        },
+    ))
+}
+
+/// A commit of the cycle's progress alone (no data change); none without a mark.
+async fn progress_only(table: DeltaTable, mark: Option<&Mark>) -> Result<(DeltaTable, Outcome)> {
+    let version = match mark {
+        Some(m) => {
+            let operation = DeltaOperation::Write {
+                mode: SaveMode::Append,
+                partition_by: None,
+                predicate: None,
+            };
+            let (_, v) = super::commit_actions(table.clone(), Vec::new(), operation, Some(m)).await?;
+            Some(v)
+        }
+        None => table.version(),
+    };
+    Ok((
+        table,
+        Outcome {
+            version,
+            ..Outcome::default()
         },
     ))
 }
@@ -371,6 +397,7 @@ async fn rewrite(
     upserts: Vec<RecordBatch>,
     upsert_count: usize,
     keys: &[String],
+    mark: Option<&Mark>,
 ) -> Result<(DeltaTable, Outcome)> {
     let set = KeySet::new(&net.batches, keys)?;
     drop(net);
@@ -463,7 +490,7 @@ async fn rewrite(
         not_matched_predicates: vec![],
         not_matched_by_source_predicates: vec![],
     };
-    let (table, version) = super::commit_actions(table, actions, operation).await?;
+    let (table, version) = super::commit_actions(table, actions, operation, mark).await?;
     Ok((
         table,
         Outcome {

@@ -3,6 +3,7 @@
 
 pub mod files;
 pub mod merge;
+pub mod progress;
 pub mod refresh;
 
 use std::collections::HashMap;
@@ -194,14 +195,20 @@ pub fn writer_properties(columns: &SchemaRef) -> WriterProperties {
     b.build()
 }
 
-/// Commits `actions` on top of `table`'s current version as `operation`; returns the table
-/// at the new version.
+/// Commits `actions` on top of `table`'s current version as `operation`, with the cycle's
+/// progress `mark` when given; returns the table at the new version.
 pub async fn commit_actions(
     mut table: DeltaTable,
-    actions: Vec<Action>,
+    mut actions: Vec<Action>,
     operation: DeltaOperation,
+    mark: Option<&progress::Mark>,
 ) -> Result<(DeltaTable, u64)> {
-    let done = CommitBuilder::default()
+    let mut builder = CommitBuilder::default();
+    if let Some(m) = mark {
+        actions.push(Action::Txn(m.txn.clone()));
+        builder = builder.with_app_metadata(m.info.clone());
+    }
+    let done = builder
         .with_actions(actions)
         .build(Some(table.snapshot()?), table.log_store(), operation)
         .await?;

@@ -27,6 +27,7 @@ impl Staged {
         columns: &SchemaRef,
         keys: &[String],
         rows: usize,
+        mark: Option<&super::progress::Mark>,
     ) -> Result<(DeltaTable, Outcome)> {
         if let (Some(version), Some(first)) = (table.version(), self.adds.first())
             && table
@@ -74,7 +75,7 @@ impl Staged {
             partition_by: None,
             predicate: None,
         };
-        let (table, version) = super::commit_actions(table, actions, operation).await?;
+        let (table, version) = super::commit_actions(table, actions, operation, mark).await?;
         Ok((
             table,
             Outcome {

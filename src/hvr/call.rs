@@ -10,6 +10,7 @@ use super::env::HvrEnv;
 use super::files::FilePattern;
 use crate::bail;
 use crate::error::{Error, Result};
+use crate::commit::progress;
 use crate::pipeline::{self, InputFile, Kind, TableSpec};
 use crate::settings::Settings;
 use crate::storage;
@@ -36,7 +37,6 @@ pub async fn run(
     userarg: Option<&str>,
     env: &HashMap<String, String>,
 ) -> Result<()> {
-    let _ = (channel, location);
     let settings = Settings::from_sources(userarg, env)?;
     let hvr = HvrEnv::from_env(env)?;
     // The begin modes only check: the settings, the environment and the target URL.
@@ -66,6 +66,7 @@ pub async fn run(
             columns: t.columns.clone(),
             channel_columns: t.channel_columns.clone(),
             files: Vec::new(),
+            app_id: Some(progress::app_id(channel, location, &t.base_name)),
         })
         .collect();
     for (n, f) in hvr.files.iter().enumerate() {

@@ -90,6 +90,8 @@ pub struct Hvr {
     pub userarg: String,
     /// Extra environment variables.
     pub env: Vec<(String, String)>,
+    /// The location name HVR passes (argv 3).
+    pub location: String,
 }
 
 impl Default for Hvr {
@@ -165,6 +167,7 @@ impl Hvr {
             },
             remote,
             userarg: String::new(),
+            location: "trg".into(),
         }
     }
 
@@ -240,7 +243,7 @@ impl Hvr {
             tables.iter().map(|t| f(t)).collect::<Vec<_>>().join(":")
         };
         let mut cmd = Command::new(env!("CARGO_BIN_EXE_hvrlake"));
-        cmd.arg(mode).arg("chn").arg("trg");
+        cmd.arg(mode).arg("chn").arg(&self.location);
         if let Some(u) = userarg {
             cmd.arg(u);
         }
