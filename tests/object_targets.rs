@@ -432,3 +432,38 @@ fn two_writers_commit_to_one_table_at_once_and_every_change_lands_once() {
     // Every call made exactly one commit of its own: refresh (create + overwrite) + 2×6.
     assert_eq!(a.version("acct"), Some(1 + 2 * CYCLES));
 }
+
+#[test]
+fn an_hvr_s3s_file_location_with_credentials_in_the_url_is_read() {
+    // HVR names an S3 location `s3s://KEY:SECRET@bucket/dir`; no AWS key in the environment.
+    let mut h = Hvr::new();
+    h.env = store_env()
+        .into_iter()
+        .filter(|(k, _)| k != "AWS_ACCESS_KEY_ID" && k != "AWS_SECRET_ACCESS_KEY")
+        .collect();
+    let prefix = unique("s3s");
+    let store = helpers::store_at(&format!("s3://delta/{prefix}/"));
+    let put = |name: &str, text: &str| {
+        let path = object_store::path::Path::parse(name).unwrap();
+        let rt = tokio::runtime::Runtime::new().unwrap();
+        rt.block_on(object_store::ObjectStoreExt::put(
+            &store,
+            &path,
+            bytes::Bytes::from(text.to_string()).into(),
+        ))
+        .unwrap();
+    };
+    put("1-o.csv", "id,v,hvr_op\n1,a,1\n2,b,1\n");
+    let t = Table::new("o", &["id"], &["id", "v", "hvr_op"]);
+    let userarg = h.full_userarg();
+    let loc = format!("s3s://test:test@delta/{prefix}");
+    let out = h.call_with(
+        "integ_end",
+        &[&t],
+        &["1-o.csv"],
+        Some(&userarg),
+        &[("HVR_FILE_LOC", &loc)],
+    );
+    assert_eq!(out.code, 0, "{out:?}");
+    assert_eq!(h.rows("o").rows, vec![row(&["1", "a"]), row(&["2", "b"])]);
+}

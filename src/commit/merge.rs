@@ -146,7 +146,8 @@ async fn progress_only(table: DeltaTable, mark: Option<&Mark>) -> Result<(DeltaT
                 partition_by: None,
                 predicate: None,
             };
-            let (_, v) = super::commit_actions(table.clone(), Vec::new(), operation, Some(m)).await?;
+            let (_, v) =
+                super::commit_actions(table.clone(), Vec::new(), operation, Some(m)).await?;
             Some(v)
         }
         None => table.version(),

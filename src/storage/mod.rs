@@ -65,8 +65,14 @@ pub fn table_url(lake: &Url, base_name: &str) -> Result<Url> {
 pub enum FileLoc {
     /// A directory on a local or mounted file system (a path or `file://` URL).
     Local(PathBuf),
-    /// An `s3://`, `s3a://`, `az://`, `abfs://`, `abfss://` or `adl://` prefix, ending in `/`.
-    Url(Url),
+    /// An object-store prefix (ending in `/`) as delta-rs names it (`s3://`, `az://`,
+    /// `abfss://`…), with the store options the location's own URL carried.
+    Url {
+        /// The prefix.
+        url: Url,
+        /// Options from the URL (credentials, account), for this location only.
+        options: Vec<(String, String)>,
+    },
 }
 
 /// Schemes a file location may have on object storage (those delta-rs has stores for).
@@ -86,18 +92,68 @@ pub fn file_loc(loc: &str) -> Result<FileLoc> {
             redact(loc)
         ))
     })?;
-    if !STORE_SCHEMES.contains(&u.scheme()) {
-        bail!(
-            "HVR_FILE_LOC {} has scheme '{}': hvrlake reads file locations on local disk, s3://, az:// and abfss://",
-            redact(loc),
-            u.scheme()
-        );
+    let mut options = Vec::new();
+    // Percent-decoding of URL user info (a `+` stays a `+`: AWS secrets hold them).
+    let decode = |v: &str| {
+        let b = v.as_bytes();
+        let mut out = Vec::with_capacity(b.len());
+        let mut i = 0;
+        while i < b.len() {
+            let hex = b
+                .get(i + 1..i + 3)
+                .and_then(|h| std::str::from_utf8(h).ok());
+            match (b[i], hex.and_then(|h| u8::from_str_radix(h, 16).ok())) {
+                (b'%', Some(c)) => {
+                    out.push(c);
+                    i += 3;
+                }
+                (c, _) => {
+                    out.push(c);
+                    i += 1;
+                }
+            }
+        }
+        String::from_utf8_lossy(&out).into_owned()
+    };
+    match u.scheme() {
+        // HVR's own spelling of an S3 location: `s3s://[key:secret@]bucket/dir`.
+        "s3" | "s3s" | "s3a" => {
+            if !u.username().is_empty() {
+                let (id, secret) = (decode(u.username()), decode(u.password().unwrap_or("")));
+                register_secrets([(&"AWS_SECRET_ACCESS_KEY".to_string(), &secret)]);
+                options.push(("aws_access_key_id".to_string(), id));
+                options.push(("aws_secret_access_key".to_string(), secret));
+            }
+            let rest = format!("s3://{}{}", u.host_str().unwrap_or(""), u.path());
+            u = Url::parse(&rest)?;
+        }
+        // Azure Blob as HVR names it: `wasbs://container@account.blob.core.windows.net/dir`.
+        "wasb" | "wasbs" => {
+            let container = u.username().to_string();
+            let host = u.host_str().unwrap_or("").to_string();
+            let Some(account) = host.split('.').next().filter(|a| !a.is_empty()) else {
+                bail!(
+                    "HVR_FILE_LOC {}: expected wasbs://CONTAINER@ACCOUNT.blob.core.windows.net/DIR",
+                    redact(loc)
+                );
+            };
+            options.push((
+                "azure_storage_account_name".to_string(),
+                account.to_string(),
+            ));
+            u = Url::parse(&format!("az://{container}{}", u.path()))?;
+        }
+        s if STORE_SCHEMES.contains(&s) => {}
+        other => bail!(
+            "HVR_FILE_LOC {} has scheme '{other}': hvrlake reads file locations on local disk, s3://, s3s://, az://, abfss:// and wasbs://",
+            redact(loc)
+        ),
     }
     if !u.path().ends_with('/') {
         let p = format!("{}/", u.path());
         u.set_path(&p);
     }
-    Ok(FileLoc::Url(u))
+    Ok(FileLoc::Url { url: u, options })
 }
 
 /// The path of a listed file under the file location; it may not leave the location.
@@ -231,7 +287,32 @@ mod tests {
             FileLoc::Local(PathBuf::from("/hvr/loc"))
         );
         match file_loc("s3://bucket/hvr").unwrap() {
-            FileLoc::Url(u) => assert_eq!(u.as_str(), "s3://bucket/hvr/"),
+            FileLoc::Url { url, options } => {
+                assert_eq!(url.as_str(), "s3://bucket/hvr/");
+                assert!(options.is_empty());
+            }
+            other => panic!("{other:?}"),
+        }
+        match file_loc("s3s://AKIAX:se%2Fc+ret@bucket/hvr").unwrap() {
+            FileLoc::Url { url, options } => {
+                assert_eq!(url.as_str(), "s3://bucket/hvr/");
+                assert_eq!(options[0], ("aws_access_key_id".into(), "AKIAX".into()));
+                assert_eq!(
+                    options[1],
+                    ("aws_secret_access_key".into(), "se/c+ret".into())
+                );
+                assert_eq!(redact("key se/c+ret"), "key ***");
+            }
+            other => panic!("{other:?}"),
+        }
+        match file_loc("wasbs://files@acct.blob.core.windows.net/hvr/dir").unwrap() {
+            FileLoc::Url { url, options } => {
+                assert_eq!(url.as_str(), "az://files/hvr/dir/");
+                assert_eq!(
+                    options,
+                    vec![("azure_storage_account_name".into(), "acct".into())]
+                );
+            }
             other => panic!("{other:?}"),
         }
         let e = file_loc("ftp://host/dir").unwrap_err();

@@ -50,7 +50,11 @@ impl Location {
     pub fn open(loc: &FileLoc, options: &HashMap<String, String>) -> Result<Self> {
         Ok(match loc {
             FileLoc::Local(p) => Location::Local(p.clone()),
-            FileLoc::Url(u) => Location::Store(store_at(u, options)?),
+            FileLoc::Url { url, options: own } => {
+                let mut all = options.clone();
+                all.extend(own.iter().cloned());
+                Location::Store(store_at(url, &all)?)
+            }
         })
     }
 
