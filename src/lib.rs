@@ -24,3 +24,13 @@ pub mod pipeline;
 pub mod read;
 pub mod settings;
 pub mod storage;
+
+/// Crash-test hook: when the environment variable `HVRLAKE_FAILPOINT` equals `name`, the
+/// process dies on the spot (abort, like a kill), so tests can stop hvrlake at exact points
+/// (`after_commit:TABLE`, `before_remove`). Without the variable it does nothing.
+pub fn failpoint(name: &str) {
+    if std::env::var("HVRLAKE_FAILPOINT").is_ok_and(|v| v == name) {
+        eprintln!("hvrlake: failpoint {name}: stopping the process");
+        std::process::abort();
+    }
+}

@@ -268,6 +268,7 @@ pub async fn run(
             skipped,
         };
         report(&s);
+        crate::failpoint(&format!("after_commit:{}", s.table));
         summaries.push(s);
     }
     Ok(summaries)

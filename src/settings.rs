@@ -117,6 +117,11 @@ pub const SETTINGS: &[SettingDoc] = &[
         doc: "times a table's commit is redone on a fresh version of the table when another writer committed first or the commit's outcome is unknown",
     },
     SettingDoc {
+        name: "lock_wait",
+        default: "300",
+        doc: "seconds a call waits for another hvrlake working on the same file location before it fails",
+    },
+    SettingDoc {
         name: "chunk_bytes",
         default: "4194304",
         doc: "size of the pieces a file is cut into for parallel parsing",
@@ -193,6 +198,8 @@ pub struct Settings {
     pub single_writer: bool,
     /// Times a table's commit is redone on a fresh snapshot after a conflict.
     pub commit_retries: usize,
+    /// Seconds to wait for the file location's lock.
+    pub lock_wait: u64,
     /// Object-store options (`aws_*`, `azure_*`, and the retry options `max_retries` and
     /// `retry_timeout`), as object_store / delta-rs name them.
     pub storage: HashMap<String, String>,
@@ -394,6 +401,7 @@ impl Settings {
             ),
         ]);
         let commit_retries = count("commit_retries", 0)? as usize;
+        let lock_wait = count("lock_wait", 0)?;
         let (pattern, pattern_o) = get("file_pattern");
         if !pattern.contains("{hvr_tbl_name}") {
             bail!(
@@ -426,6 +434,7 @@ impl Settings {
         Ok(Settings {
             storage: retries,
             commit_retries,
+            lock_wait,
             target,
             op_column: non_empty("op_column")?,
             delete_column: non_empty("delete_column")?,

@@ -48,6 +48,14 @@ pub async fn run(
         other => bail!("mode '{other}' is not handled"),
     };
     let pattern = FilePattern::new(&settings.file_pattern)?;
+    // One call at a time works on a location's files (held until this function returns).
+    let _lock = match super::lock::lock_dir(hvr.state_dir.as_deref(), hvr.file_loc.as_deref()) {
+        Some(dir) => Some(super::lock::acquire(
+            &dir,
+            std::time::Duration::from_secs(settings.lock_wait),
+        )?),
+        None => None,
+    };
     let loc = match &hvr.file_loc {
         Some(l) => Some(storage::Location::open(
             &storage::file_loc(l)?,
@@ -101,6 +109,7 @@ pub async fn run(
         let _ = writeln!(stdout.lock(), "hvrlake: {mode}: {s}");
     })
     .await?;
+    crate::failpoint("before_remove");
     if !settings.keep_files {
         // Several DELETEs at once when the location is on object storage.
         let files = specs.iter().flat_map(|s| &s.files);

@@ -239,6 +239,26 @@ impl Hvr {
         userarg: Option<&str>,
         extra: &[(&str, &str)],
     ) -> Output {
+        let out = self
+            .command(mode, tables, files, userarg, extra)
+            .output()
+            .expect("run hvrlake");
+        Output {
+            code: out.status.code().unwrap_or(-1),
+            stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
+            stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+        }
+    }
+
+    /// The command [`Hvr::call_with`] runs, to spawn (and kill) it.
+    pub fn command(
+        &self,
+        mode: &str,
+        tables: &[&Table],
+        files: &[&str],
+        userarg: Option<&str>,
+        extra: &[(&str, &str)],
+    ) -> Command {
         let join = |f: &dyn Fn(&Table) -> String| {
             tables.iter().map(|t| f(t)).collect::<Vec<_>>().join(":")
         };
@@ -265,12 +285,7 @@ impl Hvr {
         for (k, v) in extra {
             cmd.env(k, v);
         }
-        let out = cmd.output().expect("run hvrlake");
-        Output {
-            code: out.status.code().unwrap_or(-1),
-            stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
-            stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
-        }
+        cmd
     }
 
     /// Calls and asserts success.
