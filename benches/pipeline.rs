@@ -174,6 +174,7 @@ fn spec(dir: &Path, files: &[&str]) -> TableSpec {
             })
             .collect(),
         app_id: None,
+        cycle: None,
     }
 }
 

@@ -65,6 +65,8 @@ pub struct TableSpec {
     /// The Delta application id under which the table's progress is recorded
     /// ([`commit::progress`]); None records none.
     pub app_id: Option<String>,
+    /// The cycle's stamp (the `{hvr_integ_tstamp}` of its files), recorded with the progress.
+    pub cycle: Option<String>,
 }
 
 /// What happened to one table, printed as its summary line.
@@ -291,6 +293,7 @@ fn cycle_of(kind: Kind, spec: &TableSpec, max_seq: Option<String>) -> Option<pro
         .to_string(),
         files: spec.files.iter().map(|f| f.name.clone()).collect(),
         max_seq,
+        stamp: spec.cycle.clone(),
     })
 }
 

@@ -308,3 +308,60 @@ fn a_second_call_on_the_same_location_waits_for_the_first() {
     assert!(String::from_utf8_lossy(&out.stderr).contains("W_JX0E02"));
     assert_eq!(h.rows("o").rows, vec![row(&["1", "a"])]);
 }
+
+#[test]
+fn the_call_after_an_interrupted_cycle_applies_the_leftover_cycles_in_order() {
+    let h = Hvr::new();
+    let (o, l) = (orders(), lines());
+    let (mut rng, mut mo, mut ml) = start(&h, 5);
+    // Cycle A: orders committed, then the job dies before sales.lines.
+    let (a1, a2) = cycle(&mut rng, &mut mo, &mut ml, 40, 50, 1000);
+    let cycle_a = [
+        "20261123100000000-orders.csv",
+        "20261123100000000-lines.csv",
+    ];
+    h.write(cycle_a[0], a1);
+    h.write(cycle_a[1], a2);
+    let out = h.call_with(
+        "integ_end",
+        &[&o, &l],
+        &cycle_a,
+        Some(&h.full_userarg()),
+        &[("HVRLAKE_FAILPOINT", "after_commit:orders")],
+    );
+    assert_ne!(out.code, 0, "{out:?}");
+    let orders_version = h.version("orders");
+    // Cycle B's files were written too, but HVR was interrupted before calling.
+    let (b1, b2) = cycle(&mut rng, &mut mo, &mut ml, 40, 50, 2000);
+    let cycle_b = [
+        "20261123100500000-orders.csv",
+        "20261123100500000-lines.csv",
+    ];
+    h.write(cycle_b[0], b1);
+    h.write(cycle_b[1], b2);
+    h.write("notes.txt", "not an HVR file");
+    // HVR's call after the interrupted job: no tables, no files.
+    let out = h.ok("integ_end", &[], &[]);
+    assert!(
+        out.stdout.contains("recovering 2 cycle(s)")
+            && out
+                .stdout
+                .contains("orders: skipped: cycle 20261123100000000 was committed"),
+        "{}",
+        out.stdout
+    );
+    assert_eq!(
+        h.version("orders"),
+        orders_version.map(|v| v + 1),
+        "orders: cycle B only"
+    );
+    assert_tables(&h, &mo, &ml, "after the recovery call");
+    for f in cycle_a.iter().chain(&cycle_b) {
+        assert!(!h.has_file(f), "{f} removed");
+    }
+    assert!(h.has_file("notes.txt"), "other files stay");
+    // Nothing left: the same call again does nothing.
+    let out = h.ok("integ_end", &[], &[]);
+    assert!(out.stdout.contains("no files left"), "{}", out.stdout);
+    assert_tables(&h, &mo, &ml, "after a second recovery call");
+}

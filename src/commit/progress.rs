@@ -31,6 +31,8 @@ pub struct Cycle {
     pub files: Vec<String>,
     /// The highest `hvr_integ_seq` of its changes, when they have one.
     pub max_seq: Option<String>,
+    /// The cycle's stamp (`{hvr_integ_tstamp}` of its file names), when they carry one.
+    pub stamp: Option<String>,
 }
 
 /// What a commit adds to record a cycle: the txn action and the commit-info entry.
@@ -58,22 +60,25 @@ pub async fn last_version(table: &DeltaTable, app_id: &str) -> Result<Option<i64
         .await?)
 }
 
+/// The commit-info entry of the last cycle applied for `app_id`: the one whose txn version
+/// is the app id's latest.
+pub async fn last_entry(table: &DeltaTable, app_id: &str) -> Result<Option<Value>> {
+    let Some(last) = last_version(table, app_id).await? else {
+        return Ok(None);
+    };
+    let infos: Vec<_> = table.history(Some(HISTORY)).try_collect().await?;
+    Ok(infos.into_iter().find_map(|info| {
+        let entry = info.info.get(INFO_KEY)?;
+        (entry["app_id"] == app_id && entry["txn"] == last).then(|| entry.clone())
+    }))
+}
+
 /// Whether `cycle` is the last cycle applied for its app id: the commit that carries the
 /// app id's latest txn version recorded the same mode and the same files.
 pub async fn applied(table: &DeltaTable, cycle: &Cycle) -> Result<bool> {
-    let Some(last) = last_version(table, &cycle.app_id).await? else {
-        return Ok(false);
-    };
-    let infos: Vec<_> = table.history(Some(HISTORY)).try_collect().await?;
-    for info in infos {
-        let Some(entry) = info.info.get(INFO_KEY) else {
-            continue;
-        };
-        if entry["app_id"] == cycle.app_id.as_str() && entry["txn"] == last {
-            return Ok(entry["mode"] == cycle.mode.as_str() && entry["files"] == json!(cycle.files));
-        }
-    }
-    Ok(false)
+    Ok(last_entry(table, &cycle.app_id)
+        .await?
+        .is_some_and(|e| e["mode"] == cycle.mode.as_str() && e["files"] == json!(cycle.files)))
 }
 
 /// The mark for the next commit of `cycle` on `table` as loaded now.
@@ -88,6 +93,7 @@ pub async fn mark(table: &DeltaTable, cycle: &Cycle) -> Result<Mark> {
         "mode": cycle.mode,
         "files": cycle.files,
         "max_integ_seq": cycle.max_seq,
+        "cycle": cycle.stamp,
     });
     Ok(Mark {
         txn: Transaction::new_with_last_update(cycle.app_id.clone(), version, Some(now)),

@@ -6,8 +6,8 @@ use std::io::Write;
 
 use futures::StreamExt;
 
-use super::env::HvrEnv;
-use super::files::FilePattern;
+use super::env::{HvrEnv, HvrTable};
+use super::files::{FilePattern, cycle_order};
 use crate::bail;
 use crate::commit::progress;
 use crate::error::{Error, Result};
@@ -64,68 +64,130 @@ pub async fn run(
         None if hvr.files.is_empty() => None,
         None => bail!("HVR_FILE_LOC is not set but HVR_FILE_NAMES lists files"),
     };
-    let mut specs: Vec<TableSpec> = hvr
-        .tables
+    let call = Call {
+        mode,
+        channel,
+        location,
+        settings: &settings,
+        pattern: &pattern,
+        loc: loc.as_ref(),
+    };
+    if kind == Kind::Integrate && hvr.tables.is_empty() && hvr.files.is_empty() {
+        // HVR's call after an interrupted integrate job: the earlier cycles' files may still
+        // lie in the location.
+        let state_dir = super::lock::lock_dir(hvr.state_dir.as_deref(), hvr.file_loc.as_deref());
+        return super::recover::leftover_cycles(&call, state_dir.as_deref()).await;
+    }
+    super::recover::remember(&call, &hvr.tables).await?;
+    let files: Vec<(String, Option<u64>)> = hvr
+        .files
         .iter()
-        .map(|t| TableSpec {
-            name: t.name.clone(),
-            base_name: t.base_name.clone(),
-            keys: t.keys.clone(),
-            columns: t.columns.clone(),
-            channel_columns: t.channel_columns.clone(),
-            files: Vec::new(),
-            app_id: Some(progress::app_id(channel, location, &t.base_name)),
-        })
+        .enumerate()
+        .map(|(n, f)| (f.clone(), hvr.file_rows.get(n).copied()))
         .collect();
-    for (n, f) in hvr.files.iter().enumerate() {
-        let Some(table) = pattern.table_of(f) else {
-            bail!(
-                "file {f}: its name does not match setting 'file_pattern' ({})",
-                settings.file_pattern
-            );
-        };
-        let Some(spec) = specs
-            .iter_mut()
-            .find(|s| s.name.eq_ignore_ascii_case(table))
-        else {
-            bail!("file {f}: names table '{table}', which is not in HVR_TBL_NAMES");
-        };
-        let source = loc
-            .as_ref()
-            .expect("a location when files are listed")
-            .file(f)?;
-        spec.files.push(InputFile {
-            name: f.clone(),
-            source,
-            expected_rows: hvr.file_rows.get(n).copied(),
-        });
-    }
-    if kind == Kind::Integrate {
-        // integ_end lists only tables with changes; a listed table without files has none.
-        specs.retain(|s| !s.files.is_empty());
-    }
-    let stdout = std::io::stdout();
-    pipeline::run(kind, specs.clone(), &settings, |s| {
-        let _ = writeln!(stdout.lock(), "hvrlake: {mode}: {s}");
-    })
-    .await?;
-    crate::failpoint("before_remove");
-    if !settings.keep_files {
-        // Several DELETEs at once when the location is on object storage.
-        let files = specs.iter().flat_map(|s| &s.files);
-        let mut removed = futures::stream::iter(files)
-            .map(|f| async move { (f, f.source.remove().await) })
-            .buffer_unordered(16);
-        while let Some((f, done)) = removed.next().await {
-            if let Err(e) = done {
-                eprintln!(
-                    "W_JX0E00: {}: committed, but the file could not be removed: {e}",
-                    f.name
+    let specs = call.specs(&hvr.tables, &files)?;
+    call.apply(kind, specs).await
+}
+
+/// What every step of a call needs.
+pub(super) struct Call<'a> {
+    pub mode: &'a str,
+    pub channel: &'a str,
+    pub location: &'a str,
+    pub settings: &'a Settings,
+    pub pattern: &'a FilePattern,
+    pub loc: Option<&'a storage::Location>,
+}
+
+impl Call<'_> {
+    /// The tables with their files (`(name, rows HVR says it wrote)`), each file matched to
+    /// its table by name.
+    pub fn specs(
+        &self,
+        tables: &[HvrTable],
+        files: &[(String, Option<u64>)],
+    ) -> Result<Vec<TableSpec>> {
+        let mut specs: Vec<TableSpec> = tables
+            .iter()
+            .map(|t| TableSpec {
+                name: t.name.clone(),
+                base_name: t.base_name.clone(),
+                keys: t.keys.clone(),
+                columns: t.columns.clone(),
+                channel_columns: t.channel_columns.clone(),
+                files: Vec::new(),
+                app_id: Some(progress::app_id(self.channel, self.location, &t.base_name)),
+                cycle: None,
+            })
+            .collect();
+        for (f, rows) in files {
+            let Some(table) = self.pattern.table_of(f) else {
+                bail!(
+                    "file {f}: its name does not match setting 'file_pattern' ({})",
+                    self.settings.file_pattern
                 );
+            };
+            let Some(spec) = specs
+                .iter_mut()
+                .find(|s| s.name.eq_ignore_ascii_case(table))
+            else {
+                bail!("file {f}: names table '{table}', which is not in HVR_TBL_NAMES");
+            };
+            let source = self
+                .loc
+                .expect("a location when files are listed")
+                .file(f)?;
+            if let Some(stamp) = self.pattern.cycle_of(f)
+                && spec
+                    .cycle
+                    .as_deref()
+                    .is_none_or(|c| cycle_order(stamp) > cycle_order(c))
+            {
+                spec.cycle = Some(stamp.to_string());
             }
+            spec.files.push(InputFile {
+                name: f.clone(),
+                source,
+                expected_rows: *rows,
+            });
+        }
+        Ok(specs)
+    }
+
+    /// Runs the pipeline over `specs`, then removes their files.
+    pub async fn apply(&self, kind: Kind, mut specs: Vec<TableSpec>) -> Result<()> {
+        if kind == Kind::Integrate {
+            // integ_end lists only tables with changes; a listed table without files has none.
+            specs.retain(|s| !s.files.is_empty());
+        }
+        let stdout = std::io::stdout();
+        let mode = self.mode;
+        pipeline::run(kind, specs.clone(), self.settings, |s| {
+            let _ = writeln!(stdout.lock(), "hvrlake: {mode}: {s}");
+        })
+        .await?;
+        crate::failpoint("before_remove");
+        if !self.settings.keep_files {
+            remove(specs.iter().flat_map(|s| &s.files)).await;
+        }
+        Ok(())
+    }
+}
+
+/// Removes processed files, several DELETEs at once when the location is on object storage;
+/// a file that cannot be removed is a warning (its table is committed).
+pub(super) async fn remove<'f>(files: impl Iterator<Item = &'f InputFile>) {
+    let mut removed = futures::stream::iter(files)
+        .map(|f| async move { (f, f.source.remove().await) })
+        .buffer_unordered(16);
+    while let Some((f, done)) = removed.next().await {
+        if let Err(e) = done {
+            eprintln!(
+                "W_JX0E00: {}: committed, but the file could not be removed: {e}",
+                f.name
+            );
         }
     }
-    Ok(())
 }
 
 /// Whether hvrlake handles this mode.

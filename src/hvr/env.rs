@@ -7,7 +7,7 @@ use crate::bail;
 use crate::error::{Error, Result};
 
 /// One table of the call.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct HvrTable {
     /// Channel table name, as used in file names.
     pub name: String,

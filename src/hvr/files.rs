@@ -1,4 +1,4 @@
-//! Which table a file belongs to, from its name: HVR's `/RenameExpression` turned into a
+//! Which table (and which cycle) a file belongs to, from its name: HVR's `/RenameExpression` turned into a
 //! pattern (`{hvr_tbl_name}` is the table; other `{...}` and `*` match within one path segment).
 
 use regex::Regex;
@@ -23,10 +23,10 @@ impl FilePattern {
                     ))
                 })?;
                 let name = &after[..end];
-                re.push_str(if name == "hvr_tbl_name" {
-                    "(?P<t>[^/]+?)"
-                } else {
-                    "[^/]*?"
+                re.push_str(match name {
+                    "hvr_tbl_name" => "(?P<t>[^/]+?)",
+                    "hvr_integ_tstamp" if !re.contains("(?P<c>") => "(?P<c>[^/]*?)",
+                    _ => "[^/]*?",
                 });
                 rest = &after[end + 1..];
             } else if let Some(after) = rest.strip_prefix('*') {
@@ -44,6 +44,14 @@ impl FilePattern {
         Ok(FilePattern { re })
     }
 
+    /// The cycle a file name gives: its `{hvr_integ_tstamp}` part, when the pattern has one.
+    pub fn cycle_of<'a>(&self, file: &'a str) -> Option<&'a str> {
+        self.re
+            .captures(file)
+            .and_then(|c| c.name("c"))
+            .map(|m| m.as_str())
+    }
+
     /// The table name a file name gives, if it matches.
     pub fn table_of<'a>(&self, file: &'a str) -> Option<&'a str> {
         self.re
@@ -51,6 +59,18 @@ impl FilePattern {
             .and_then(|c| c.name("t"))
             .map(|m| m.as_str())
     }
+}
+
+/// Orders cycle stamps: numbers of digits by value (fixed-width HVR stamps and plain counters
+/// alike), anything else as text after them.
+pub fn cycle_order(stamp: &str) -> (bool, usize, &str) {
+    let digits = !stamp.is_empty() && stamp.bytes().all(|b| b.is_ascii_digit());
+    let trimmed = if digits {
+        stamp.trim_start_matches('0')
+    } else {
+        stamp
+    };
+    (!digits, if digits { trimmed.len() } else { 0 }, trimmed)
 }
 
 #[cfg(test)]
@@ -68,6 +88,10 @@ mod tests {
         assert_eq!(p.table_of("x-my-table.csv"), Some("my-table"));
         assert_eq!(p.table_of("orders.csv"), None);
         assert_eq!(p.table_of("dir/1-orders.csv"), None);
+        assert_eq!(
+            p.cycle_of("20261122153000123-orders.csv"),
+            Some("20261122153000123")
+        );
     }
 
     #[test]

@@ -6,3 +6,5 @@ pub mod call;
 pub mod env;
 pub mod files;
 pub mod lock;
+#[cfg(feature = "lake")]
+pub mod recover;

@@ -79,6 +79,51 @@ impl Location {
     }
 }
 
+impl Location {
+    /// Every file under the location, as names relative to it, except HVR's own folders
+    /// (`_hvr_state`, `_hvr_intermediate`, anything starting `_hvr_`) and `skip`.
+    pub async fn list(&self, skip: Option<&std::path::Path>) -> Result<Vec<String>> {
+        let hvr_own = |name: &str| name.split('/').any(|seg| seg.starts_with("_hvr_"));
+        let mut out = Vec::new();
+        match self {
+            Location::Local(dir) => {
+                let mut todo = vec![dir.clone()];
+                while let Some(d) = todo.pop() {
+                    if skip.is_some_and(|s| s == d) {
+                        continue;
+                    }
+                    for entry in std::fs::read_dir(&d)? {
+                        let entry = entry?;
+                        let path = entry.path();
+                        let Ok(rel) = path.strip_prefix(dir) else {
+                            continue;
+                        };
+                        let name = rel.to_string_lossy().replace('\\', "/");
+                        if hvr_own(&name) {
+                            continue;
+                        }
+                        if entry.file_type()?.is_dir() {
+                            todo.push(path);
+                        } else {
+                            out.push(name);
+                        }
+                    }
+                }
+            }
+            Location::Store(store) => {
+                let all: Vec<_> = store.list(None).try_collect().await?;
+                out.extend(
+                    all.into_iter()
+                        .map(|m| m.location.to_string())
+                        .filter(|n| !hvr_own(n)),
+                );
+            }
+        }
+        out.sort();
+        Ok(out)
+    }
+}
+
 /// An object store rooted at `url`, built by delta-rs's own factories (so the same
 /// `AWS_*`/`AZURE_*` variables and settings apply as for the lake).
 pub fn store_at(url: &Url, options: &HashMap<String, String>) -> Result<Arc<dyn ObjectStore>> {
