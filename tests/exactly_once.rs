@@ -126,6 +126,8 @@ fn a_call_made_again_after_its_commits_is_skipped_and_removes_the_files() {
     assert!(h.has_file("1-orders.csv") && h.has_file("1-lines.csv"));
     let versions = (h.version("orders"), h.version("sales.lines"));
     assert_tables(&h, &mo, &ml, "after the killed call");
+    // One file was already removed before the kill: not an error for a committed table.
+    std::fs::remove_file(h.loc.path().join("1-orders.csv")).unwrap();
     // HVR calls again with the same environment.
     let out = h.ok("integ_end", &[&o, &l], &files);
     assert!(
@@ -364,4 +366,34 @@ fn the_call_after_an_interrupted_cycle_applies_the_leftover_cycles_in_order() {
     let out = h.ok("integ_end", &[], &[]);
     assert!(out.stdout.contains("no files left"), "{}", out.stdout);
     assert_tables(&h, &mo, &ml, "after a second recovery call");
+}
+
+#[test]
+fn a_refresh_killed_half_way_then_a_new_refresh_leaves_exactly_the_new_rows() {
+    let h = Hvr::new();
+    let (o, l) = (orders(), lines());
+    let (mut rng, mut mo, mut ml) = start(&h, 6);
+    // A refresh dies after its first table.
+    let (a, b) = cycle(&mut rng, &mut mo, &mut ml, 0, 30, 5000);
+    h.write("1-orders.csv", a);
+    h.write("1-lines.csv", b);
+    let out = h.call_with(
+        "refr_write_end",
+        &[&o, &l],
+        &["1-orders.csv", "1-lines.csv"],
+        Some(&h.full_userarg()),
+        &[("HVRLAKE_FAILPOINT", "after_commit:orders")],
+    );
+    assert_ne!(out.code, 0, "{out:?}");
+    // A new refresh (other rows, other files) replaces both tables.
+    let (mut mo, mut ml) = (Model::default(), Model::default());
+    let (a, b) = cycle(&mut rng, &mut mo, &mut ml, 0, 40, 9000);
+    h.write("2-orders.csv", a);
+    h.write("2-lines.csv", b);
+    h.ok(
+        "refr_write_end",
+        &[&o, &l],
+        &["2-orders.csv", "2-lines.csv"],
+    );
+    assert_tables(&h, &mo, &ml, "after the new refresh");
 }
