@@ -24,6 +24,7 @@ pub fn main() -> i32 {
             println!("hvrlake {}", env!("CARGO_PKG_VERSION"));
             return 0;
         }
+        "backfill" => return backfill(&args[2..], &env),
         m if !call::handles(m) => return 2,
         _ => {}
     }
@@ -31,15 +32,9 @@ pub fn main() -> i32 {
         eprintln!("F_JX0D03: {mode}: expected `hvrlake {mode} <channel> <location> [userarg]`");
         return 1;
     }
-    let runtime = match tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-    {
+    let runtime = match runtime() {
         Ok(r) => r,
-        Err(e) => {
-            eprintln!("F_JX0D03: cannot start the async runtime: {e}");
-            return 1;
-        }
+        Err(code) => return code,
     };
     let result = runtime.block_on(call::run(
         mode,
@@ -57,6 +52,32 @@ pub fn main() -> i32 {
     }
 }
 
+fn runtime() -> Result<tokio::runtime::Runtime, i32> {
+    tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| {
+            eprintln!("F_JX0D03: cannot start the async runtime: {e}");
+            1
+        })
+}
+
+/// `hvrlake backfill ...`: see [`crate::backfill`].
+fn backfill(words: &[String], env: &HashMap<String, String>) -> i32 {
+    let run = || -> crate::error::Result<()> {
+        let args = crate::backfill::Args::parse(words)?;
+        let rt = runtime().map_err(|_| crate::error::Error::msg("no async runtime"))?;
+        rt.block_on(crate::backfill::run(args, env))
+    };
+    match run() {
+        Ok(()) => 0,
+        Err(e) => {
+            eprintln!("{}", call::error_line(&e));
+            1
+        }
+    }
+}
+
 fn usage() -> String {
     "usage: hvrlake <mode> <channel> <location> [userarg]   (hvrlake --help for more)".to_string()
 }
@@ -65,7 +86,9 @@ fn usage() -> String {
 pub fn help() -> String {
     let mut h = String::new();
     h.push_str("hvrlake: loads the files of an HVR channel into Delta Lake tables, exactly as HVR's AgentPlugin calls it.\n\n");
-    h.push_str("USAGE\n    hvrlake <mode> <channel> <location> [userarg]\n    hvrlake --help | --version\n\n");
+    h.push_str("USAGE\n    hvrlake <mode> <channel> <location> [userarg]\n    ");
+    h.push_str(crate::backfill::USAGE);
+    h.push_str("\n    hvrlake --help | --version\n\n");
     h.push_str("MODES\n");
     for (m, d) in call::MODES {
         h.push_str(&format!("    {m:<18} {d}\n"));

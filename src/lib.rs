@@ -8,8 +8,12 @@
 //! - [`coalesce`]: the changes of a table → the last change per key (DataFusion);
 //! - [`commit`]: the net changes → one Delta transaction per table (merge, or refresh overwrite);
 //! - [`storage`]: lake and table URLs, file locations, credentials kept out of output;
-//! - [`pipeline`]: one call's read → coalesce → commit for every table.
+//! - [`pipeline`]: one call's read → coalesce → commit for every table;
+//! - [`backfill`]: existing file sets (a refresh, then many cycles) → the same pipeline, in
+//!   batches of cycles, resumable.
 
+#[cfg(feature = "lake")]
+pub mod backfill;
 pub mod change;
 #[cfg(feature = "lake")]
 pub mod cli;

@@ -176,7 +176,7 @@ impl Call<'_> {
 
 /// Removes processed files, several DELETEs at once when the location is on object storage;
 /// a file that cannot be removed is a warning (its table is committed).
-pub(super) async fn remove<'f>(files: impl Iterator<Item = &'f InputFile>) {
+pub(crate) async fn remove<'f>(files: impl Iterator<Item = &'f InputFile>) {
     let mut removed = futures::stream::iter(files)
         .map(|f| async move { (f, f.source.remove().await) })
         .buffer_unordered(16);

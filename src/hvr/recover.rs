@@ -92,7 +92,7 @@ pub(super) async fn leftover_cycles(call: &Call<'_>, state_dir: Option<&Path>) -
         return Ok(());
     };
     let mut cycles: BTreeMap<(bool, usize, String), Vec<String>> = BTreeMap::new();
-    for name in loc.list(state_dir).await? {
+    for (name, _) in loc.list(state_dir).await? {
         let Some(table) = call.pattern.table_of(&name) else {
             continue;
         };

@@ -80,9 +80,10 @@ impl Location {
 }
 
 impl Location {
-    /// Every file under the location, as names relative to it, except HVR's own folders
-    /// (`_hvr_state`, `_hvr_intermediate`, anything starting `_hvr_`) and `skip`.
-    pub async fn list(&self, skip: Option<&std::path::Path>) -> Result<Vec<String>> {
+    /// Every file under the location, as names relative to it with their sizes, except
+    /// HVR's own folders (`_hvr_state`, `_hvr_intermediate`, anything starting `_hvr_`) and
+    /// `skip`.
+    pub async fn list(&self, skip: Option<&std::path::Path>) -> Result<Vec<(String, u64)>> {
         let hvr_own = |name: &str| name.split('/').any(|seg| seg.starts_with("_hvr_"));
         let mut out = Vec::new();
         match self {
@@ -102,10 +103,11 @@ impl Location {
                         if hvr_own(&name) {
                             continue;
                         }
-                        if entry.file_type()?.is_dir() {
+                        let meta = entry.metadata()?;
+                        if meta.is_dir() {
                             todo.push(path);
                         } else {
-                            out.push(name);
+                            out.push((name, meta.len()));
                         }
                     }
                 }
@@ -114,8 +116,8 @@ impl Location {
                 let all: Vec<_> = store.list(None).try_collect().await?;
                 out.extend(
                     all.into_iter()
-                        .map(|m| m.location.to_string())
-                        .filter(|n| !hvr_own(n)),
+                        .map(|m| (m.location.to_string(), m.size))
+                        .filter(|(n, _)| !hvr_own(n)),
                 );
             }
         }
