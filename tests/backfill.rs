@@ -1,0 +1,308 @@
+//! `hvrlake backfill` over file sets as HVR leaves them: a refresh and many cycles of two
+//! tables, checked against a plain replay of the same changes; killed and run again; CSV
+//! mixed with Parquet; sources and lake on S3.
+
+mod helpers;
+
+use std::path::Path;
+use std::process::Command;
+
+use helpers::{Change, Model, Rng, csv, read_rows, read_rows_at, store_env, unique};
+
+const ORDERS: &[&str] = &["id", "who", "amount", "hvr_op", "hvr_integ_seq"];
+const LINES: &[&str] = &["id", "n", "qty", "hvr_op", "hvr_integ_seq"];
+
+/// A file set: a refresh and `cycles` cycles of both tables, written under `dir` as HVR
+/// names them; returns the models of the end state.
+fn file_set(dir: &Path, cycles: u64, seed: u64) -> (Model, Model) {
+    let mut rng = Rng(seed);
+    let (mut mo, mut ml) = (Model::default(), Model::default());
+    std::fs::create_dir_all(dir.join("refresh")).unwrap();
+    std::fs::create_dir_all(dir.join("cycles")).unwrap();
+    for c in 0..=cycles {
+        let stamp = 20260101000000000u64 + c * 100_000;
+        for (table, header, model, keys) in [
+            ("orders", ORDERS, &mut mo, 1usize),
+            ("lines", LINES, &mut ml, 2),
+        ] {
+            let (mut changes, mut rows) = (Vec::new(), Vec::new());
+            let n = if c == 0 { 60 } else { 25 };
+            for j in 0..n {
+                let op = if c == 0 {
+                    1
+                } else {
+                    [1, 2, 2, 0][rng.below(4) as usize]
+                };
+                let mut v: Vec<Option<String>> = (0..keys)
+                    .map(|_| {
+                        Some(if c == 0 {
+                            j.to_string()
+                        } else {
+                            rng.below(80).to_string()
+                        })
+                    })
+                    .collect();
+                v.push(Some(format!("w{}", rng.below(1000))));
+                if keys == 1 {
+                    v.push(Some(format!("{}.{:02}", rng.below(500), rng.below(100))));
+                }
+                let seq = format!("{:x}", c * 1000 + j);
+                changes.push(Change {
+                    op,
+                    seq: seq.clone(),
+                    values: v.clone(),
+                });
+                v.push(Some(op.to_string()));
+                v.push(Some(seq));
+                rows.push(v);
+            }
+            let idx: Vec<usize> = (0..keys).collect();
+            if c == 0 {
+                model.refresh(
+                    &idx,
+                    &changes.iter().map(|c| c.values.clone()).collect::<Vec<_>>(),
+                );
+            } else {
+                model.apply(&idx, &changes);
+            }
+            let sub = if c == 0 { "refresh" } else { "cycles" };
+            std::fs::write(
+                dir.join(sub).join(format!("{stamp}-{table}.csv")),
+                csv(header, &rows),
+            )
+            .unwrap();
+        }
+    }
+    (mo, ml)
+}
+
+fn backfill(args: &[&str], env: &[(String, String)]) -> std::process::Output {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_hvrlake"));
+    cmd.arg("backfill")
+        .args(args)
+        .env_clear()
+        .env("PATH", std::env::var("PATH").unwrap_or_default());
+    for (k, v) in env {
+        cmd.env(k, v);
+    }
+    cmd.output().unwrap()
+}
+
+fn text(out: &std::process::Output) -> String {
+    format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    )
+}
+
+fn check(lake: &Path, mo: &Model, ml: &Model) {
+    assert_eq!(read_rows(&lake.join("orders")).rows, mo.sorted(), "orders");
+    assert_eq!(
+        read_rows(&lake.join("sales").join("lines")).rows,
+        ml.sorted(),
+        "sales.lines"
+    );
+}
+
+fn args<'a>(lake: &'a str, src: &'a str, refresh: &'a str, budget: &'a str) -> Vec<&'a str> {
+    vec![
+        "--target",
+        lake,
+        "--keys",
+        "orders=id",
+        "--keys",
+        "lines=id,n",
+        "--base",
+        "lines=sales.lines",
+        "--max-memory",
+        budget,
+        "--refresh",
+        refresh,
+        src,
+    ]
+}
+
+#[test]
+fn a_refresh_and_many_cycles_in_batches_equal_a_plain_replay_and_a_rerun_adds_nothing() {
+    let work = tempfile::tempdir().unwrap();
+    let (mo, ml) = file_set(work.path(), 40, 1);
+    let lake = work.path().join("lake");
+    let (l, s, r) = (
+        lake.to_str().unwrap(),
+        work.path().join("cycles"),
+        work.path().join("refresh"),
+    );
+    let a = args(l, s.to_str().unwrap(), r.to_str().unwrap(), "4K");
+    let dry = backfill(&[&a[..], &["--dry-run"]].concat(), &[]);
+    assert!(dry.status.success(), "{}", text(&dry));
+    assert!(
+        text(&dry).contains("dry run: orders -> orders: refresh files 1, cycles 40"),
+        "{}",
+        text(&dry)
+    );
+    assert!(!lake.join("orders").exists(), "a dry run writes nothing");
+    let out = backfill(&a, &[]);
+    assert!(out.status.success(), "{}", text(&out));
+    let t = text(&out);
+    assert!(t.contains("40 cycle(s) to apply in"), "{t}");
+    assert!(
+        t.contains("batch 2/"),
+        "several batches under a 4K budget: {t}"
+    );
+    check(&lake, &mo, &ml);
+    assert!(
+        s.join("20260101004000000-orders.csv").exists(),
+        "sources stay"
+    );
+    // Run again: everything is applied already.
+    let out = backfill(&a, &[]);
+    assert!(out.status.success(), "{}", text(&out));
+    assert!(
+        text(&out).contains("0 refresh(es), 0 cycle(s) to apply in 0 batch(es)"),
+        "{}",
+        text(&out)
+    );
+    check(&lake, &mo, &ml);
+}
+
+#[test]
+fn a_backfill_killed_anywhere_and_started_again_ends_exact() {
+    let work = tempfile::tempdir().unwrap();
+    let (mo, ml) = file_set(work.path(), 30, 2);
+    let lake = work.path().join("lake");
+    let (l, s, r) = (
+        lake.to_str().unwrap(),
+        work.path().join("cycles"),
+        work.path().join("refresh"),
+    );
+    let a = args(l, s.to_str().unwrap(), r.to_str().unwrap(), "3K");
+    // Killed right after batches 2 and 5 (deterministic), then at seeded random moments.
+    for batch in ["backfill_batch:2", "backfill_batch:5"] {
+        let env = [("HVRLAKE_FAILPOINT".to_string(), batch.to_string())];
+        let out = backfill(&a, &env);
+        assert!(!out.status.success(), "{}", text(&out));
+    }
+    let out = backfill(&a, &[]);
+    assert!(out.status.success(), "{}", text(&out));
+    check(&lake, &mo, &ml);
+
+    // SIGKILL at seeded random moments of a whole run, each into a fresh lake, then the
+    // same command again.
+    let started = std::time::Instant::now();
+    let fresh = work.path().join("timed");
+    let f = fresh.to_str().unwrap();
+    let out = backfill(
+        &args(f, s.to_str().unwrap(), r.to_str().unwrap(), "3K"),
+        &[],
+    );
+    assert!(out.status.success(), "{}", text(&out));
+    let whole = started.elapsed();
+    let mut rng = Rng(7);
+    let mut killed = 0;
+    for i in 0..8 {
+        let lake = work.path().join(format!("lake-{i}"));
+        let a = args(
+            lake.to_str().unwrap(),
+            s.to_str().unwrap(),
+            r.to_str().unwrap(),
+            "3K",
+        );
+        let mut child = Command::new(env!("CARGO_BIN_EXE_hvrlake"))
+            .arg("backfill")
+            .args(&a)
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .unwrap();
+        std::thread::sleep(whole.mul_f64(rng.below(1000) as f64 / 1000.0));
+        if child.try_wait().unwrap().is_none() {
+            child.kill().unwrap();
+            killed += 1;
+        }
+        child.wait().unwrap();
+        let out = backfill(&a, &[]);
+        assert!(out.status.success(), "{}", text(&out));
+        check(&lake, &mo, &ml);
+    }
+    assert!(
+        killed >= 4,
+        "kills landed while running: {killed} of 8 ({whole:?} a run)"
+    );
+}
+
+#[test]
+fn csv_and_parquet_files_mix_in_one_backfill() {
+    let work = tempfile::tempdir().unwrap();
+    let (mo, ml) = file_set(work.path(), 6, 3);
+    // Cycles 2 and 4 of orders as Parquet, written by pyarrow from the same CSV.
+    let dir = work.path().join("cycles");
+    for c in [2u64, 4] {
+        let name = format!("{}-orders", 20260101000000000u64 + c * 100_000);
+        let script = "import sys, pyarrow as pa, pyarrow.csv as pc, pyarrow.parquet as pq\n\
+            t = pc.read_csv(sys.argv[1], convert_options=pc.ConvertOptions(column_types={'id': pa.int64(), 'who': pa.string(), 'amount': pa.string(), 'hvr_op': pa.int32(), 'hvr_integ_seq': pa.string()}, strings_can_be_null=True))\n\
+            pq.write_table(t, sys.argv[2])\n";
+        let py = std::env::var("HVRLAKE_TEST_PYTHON").unwrap_or_else(|_| "python3".into());
+        let out = Command::new(py)
+            .arg("-c")
+            .arg(script)
+            .arg(dir.join(format!("{name}.csv")))
+            .arg(dir.join(format!("{name}.parquet")))
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "{}", text(&out));
+        std::fs::remove_file(dir.join(format!("{name}.csv"))).unwrap();
+    }
+    let lake = work.path().join("lake");
+    let (l, r) = (lake.to_str().unwrap(), work.path().join("refresh"));
+    let a = args(l, dir.to_str().unwrap(), r.to_str().unwrap(), "1G");
+    let out = backfill(&a, &[]);
+    assert!(out.status.success(), "{}", text(&out));
+    check(&lake, &mo, &ml);
+}
+
+#[test]
+fn a_backfill_from_s3_into_an_s3_lake() {
+    let work = tempfile::tempdir().unwrap();
+    let (mo, _) = file_set(work.path(), 5, 4);
+    let prefix = unique("bf");
+    let store = helpers::store_at(&format!("s3://delta/{prefix}/"));
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    for sub in ["refresh", "cycles"] {
+        for e in std::fs::read_dir(work.path().join(sub)).unwrap() {
+            let p = e.unwrap().path();
+            let name = p.file_name().unwrap().to_string_lossy().to_string();
+            if !name.ends_with("-orders.csv") {
+                continue;
+            }
+            let path = object_store::path::Path::from(format!("{sub}/{name}"));
+            let data = bytes::Bytes::from(std::fs::read(&p).unwrap());
+            rt.block_on(object_store::ObjectStoreExt::put(
+                &store,
+                &path,
+                data.into(),
+            ))
+            .unwrap();
+        }
+    }
+    let lake = format!("s3://delta/{prefix}/lake");
+    let (src, refresh) = (
+        format!("s3://delta/{prefix}/cycles"),
+        format!("s3://delta/{prefix}/refresh"),
+    );
+    let out = backfill(
+        &[
+            "--target",
+            &lake,
+            "--keys",
+            "orders=id",
+            "--refresh",
+            &refresh,
+            &src,
+        ],
+        &store_env(),
+    );
+    assert!(out.status.success(), "{}", text(&out));
+    let got = read_rows_at(url::Url::parse(&format!("{lake}/orders/")).unwrap());
+    assert_eq!(got.rows, mo.sorted());
+}
