@@ -16,6 +16,8 @@ use std::io::IsTerminal;
 use std::path::PathBuf;
 use std::time::Instant;
 
+use futures::StreamExt;
+
 use crate::bail;
 use crate::commit::{self, progress};
 use crate::error::{Context, Error, Result};
@@ -367,56 +369,76 @@ pub async fn run(args: Args, env: &HashMap<String, String>) -> Result<()> {
             .is_some_and(|d| cycle_order(&d) >= cycle_order(stamp))
     };
 
-    // Batches of whole cycles within the budget.
-    let mut batches: Vec<Vec<&(String, Vec<Found>)>> = Vec::new();
-    let mut size = 0u64;
-    for c in &plan.cycles {
-        let bytes: u64 =
-            c.1.iter()
-                .filter(|f| !is_done(&f.table, &c.0))
-                .map(|f| f.bytes)
-                .sum();
-        if bytes == 0 {
-            continue;
+    // Each table's work: its refresh, then its cycles in batches within its share of the
+    // budget. Tables run side by side.
+    let parallel = tables.len().clamp(
+        1,
+        std::thread::available_parallelism()
+            .map_or(2, |n| n.get())
+            .max(2),
+    );
+    let share = (budget / parallel as u64).max(1);
+    let mut jobs: Vec<Job> = Vec::new();
+    for t in &tables {
+        let refresh = plan
+            .refresh
+            .get(t)
+            .filter(|_| !started_tables.get(t).copied().unwrap_or(false))
+            .map(|files| files.iter().collect::<Vec<_>>());
+        let mut batches: Vec<Vec<&Found>> = Vec::new();
+        let mut cycles_todo = 0;
+        let mut size = 0u64;
+        for (stamp, files) in &plan.cycles {
+            let mine: Vec<&Found> = files
+                .iter()
+                .filter(|f| &f.table == t && !is_done(t, stamp))
+                .collect();
+            if mine.is_empty() {
+                continue;
+            }
+            cycles_todo += 1;
+            let bytes: u64 = mine.iter().map(|f| f.bytes).sum();
+            if batches.is_empty() || size + bytes > share {
+                batches.push(Vec::new());
+                size = 0;
+            }
+            batches.last_mut().expect("a batch").extend(mine);
+            size += bytes;
         }
-        if batches.is_empty() || size + bytes > budget {
-            batches.push(Vec::new());
-            size = 0;
+        if refresh.is_some() || !batches.is_empty() {
+            jobs.push(Job {
+                table: t.clone(),
+                refresh,
+                batches,
+                cycles: cycles_todo,
+            });
         }
-        batches.last_mut().expect("a batch").push(c);
-        size += bytes;
     }
-    let refresh_todo: Vec<(&String, &Vec<Found>)> = plan
-        .refresh
+    let total_bytes: u64 = jobs
         .iter()
-        .filter(|(t, _)| !started_tables.get(*t).copied().unwrap_or(false))
-        .collect();
-    let total_bytes: u64 = refresh_todo
-        .iter()
-        .flat_map(|(_, f)| f.iter())
+        .flat_map(|j| j.refresh.iter().flatten().chain(j.batches.iter().flatten()))
         .map(|f| f.bytes)
-        .sum::<u64>()
-        + batches
-            .iter()
-            .flatten()
-            .flat_map(|c| c.1.iter())
-            .filter(|f| !is_done(&f.table, &f.stamp))
-            .map(|f| f.bytes)
-            .sum::<u64>();
-    let skipped_cycles = plan.cycles.len() - batches.iter().map(Vec::len).sum::<usize>();
+        .sum();
+    let all_cycles = plan.cycles.len();
+    let cycles_to_apply = plan
+        .cycles
+        .iter()
+        .filter(|(stamp, files)| files.iter().any(|f| !is_done(&f.table, stamp)))
+        .count();
     println!(
-        "hvrlake: backfill: {} table(s), {} refresh(es), {} cycle(s) to apply in {} batch(es) of at most {} MB ({} cycle(s) already applied), {:.1} MB of files",
+        "hvrlake: backfill: {} table(s), {} refresh(es), {} cycle(s) to apply in {} batch(es) of at most {:.1} MB per table, {} table(s) at a time ({} cycle(s) already applied), {:.1} MB of files",
         tables.len(),
-        refresh_todo.len(),
-        batches.iter().map(Vec::len).sum::<usize>(),
-        batches.len(),
-        budget >> 20,
-        skipped_cycles,
+        jobs.iter().filter(|j| j.refresh.is_some()).count(),
+        cycles_to_apply,
+        jobs.iter().map(|j| j.batches.len()).sum::<usize>(),
+        share as f64 / (1 << 20) as f64,
+        parallel,
+        all_cycles - cycles_to_apply,
         total_bytes as f64 / 1e6
     );
     if args.dry_run {
         for t in &tables {
-            let r = plan.refresh.get(t).map_or(0, Vec::len);
+            let job = jobs.iter().find(|j| &j.table == t);
             let cycles: Vec<&String> = plan
                 .cycles
                 .iter()
@@ -424,21 +446,22 @@ pub async fn run(args: Args, env: &HashMap<String, String>) -> Result<()> {
                 .map(|c| &c.0)
                 .collect();
             println!(
-                "hvrlake: backfill: dry run: {} -> {}: refresh files {}, cycles {} ({} .. {}), done up to {}",
+                "hvrlake: backfill: dry run: {} -> {}: refresh files {}, cycles {} ({} .. {}) in {} batch(es), done up to {}",
                 t,
                 base_of(t),
-                if started_tables[t] { 0 } else { r },
+                job.and_then(|j| j.refresh.as_ref()).map_or(0, Vec::len),
                 cycles.len(),
                 cycles.first().map_or("-", |s| s.as_str()),
                 cycles.last().map_or("-", |s| s.as_str()),
+                job.map_or(0, |j| j.batches.len()),
                 done[t].as_deref().unwrap_or("-")
             );
         }
         return Ok(());
     }
 
-    let progress = Progress::new(total_bytes);
-    let spec = |t: &str, files: Vec<&Found>| -> Result<TableSpec> {
+    let progress = Progress::new(&jobs);
+    let spec = |t: &str, files: &[&Found]| -> Result<TableSpec> {
         let base = base_of(t);
         let cycle = files
             .iter()
@@ -446,7 +469,7 @@ pub async fn run(args: Args, env: &HashMap<String, String>) -> Result<()> {
             .max_by_key(|s| cycle_order(s))
             .map(str::to_string);
         let files = files
-            .into_iter()
+            .iter()
             .map(|f| {
                 Ok(InputFile {
                     name: f.name.clone(),
@@ -466,49 +489,45 @@ pub async fn run(args: Args, env: &HashMap<String, String>) -> Result<()> {
             cycle,
         })
     };
-    let report = |s: &pipeline::Summary| println!("hvrlake: backfill: {s}");
-    for (t, files) in refresh_todo {
-        let specs = vec![spec(t, files.iter().collect())?];
-        pipeline::run(Kind::Refresh, specs.clone(), &settings, report).await?;
-        finish(
-            &specs,
-            &settings,
-            &progress,
-            files.iter().map(|f| f.bytes).sum(),
-        )
+    let batches_done = std::sync::atomic::AtomicUsize::new(0);
+    let results: Vec<Result<()>> = futures::stream::iter(jobs.iter())
+        .map(|job| run_job(job, &spec, &settings, &progress, &batches_done))
+        .buffer_unordered(parallel)
+        .collect()
         .await;
-    }
-    for (n, batch) in batches.iter().enumerate() {
-        let mut per_table: BTreeMap<&str, Vec<&Found>> = BTreeMap::new();
-        let mut bytes = 0;
-        for (stamp, files) in batch.iter().map(|c| (&c.0, &c.1)) {
-            for f in files.iter().filter(|f| !is_done(&f.table, stamp)) {
-                per_table.entry(f.table.as_str()).or_default().push(f);
-                bytes += f.bytes;
-            }
+    progress.finish();
+    results.into_iter().collect::<Result<Vec<()>>>()?;
+    Ok(())
+}
+
+/// Runs one table's refresh and batches, in order.
+async fn run_job(
+    job: &Job<'_>,
+    spec: &(dyn Fn(&str, &[&Found]) -> Result<TableSpec> + Sync),
+    settings: &Settings,
+    progress: &Progress,
+    batches_done: &std::sync::atomic::AtomicUsize,
+) -> Result<()> {
+    let steps = job
+        .refresh
+        .iter()
+        .map(|f| (Kind::Refresh, f))
+        .chain(job.batches.iter().map(|b| (Kind::Integrate, b)));
+    for (kind, files) in steps {
+        let specs = vec![spec(&job.table, files)?];
+        pipeline::run(kind, specs.clone(), settings, |s| {
+            progress.summary(&job.table, s)
+        })
+        .await?;
+        if kind == Kind::Integrate {
+            let n = batches_done.fetch_add(1, std::sync::atomic::Ordering::SeqCst) + 1;
+            crate::failpoint(&format!("backfill_batch:{n}"));
         }
-        let specs = per_table
-            .into_iter()
-            .map(|(t, files)| spec(t, files))
-            .collect::<Result<Vec<_>>>()?;
-        println!(
-            "hvrlake: backfill: batch {}/{}: cycles {} .. {} ({} cycle(s), {} table(s))",
-            n + 1,
-            batches.len(),
-            batch.first().map_or("", |c| c.0.as_str()),
-            batch.last().map_or("", |c| c.0.as_str()),
-            batch.len(),
-            specs.len()
-        );
-        pipeline::run(Kind::Integrate, specs.clone(), &settings, report).await?;
-        crate::failpoint(&format!("backfill_batch:{}", n + 1));
-        finish(&specs, &settings, &progress, bytes).await;
+        if !settings.keep_files {
+            crate::hvr::call::remove(specs.iter().flat_map(|s| &s.files)).await;
+        }
+        progress.advance(&job.table, files.len(), files.iter().map(|f| f.bytes).sum());
     }
-    println!(
-        "hvrlake: backfill: done: {:.1} MB in {:.1} s",
-        progress.total as f64 / 1e6,
-        progress.started.elapsed().as_secs_f64()
-    );
     Ok(())
 }
 
@@ -517,58 +536,208 @@ fn app_id(base: &str) -> String {
     format!("hvrlake/backfill/{base}")
 }
 
-/// After a batch: removes its files when asked, and prints where the backfill stands.
-async fn finish(specs: &[TableSpec], settings: &Settings, progress: &Progress, bytes: u64) {
-    if !settings.keep_files {
-        crate::hvr::call::remove(specs.iter().flat_map(|s| &s.files)).await;
-    }
-    progress.advance(specs.iter().map(|s| s.files.len()).sum(), bytes);
+/// One table's work.
+struct Job<'a> {
+    table: String,
+    refresh: Option<Vec<&'a Found>>,
+    batches: Vec<Vec<&'a Found>>,
+    cycles: usize,
 }
 
-/// Files and bytes done, rate and time left, as a line per batch.
+/// Where one table stands.
+#[derive(Default, Clone)]
+struct TableProgress {
+    steps: usize,
+    steps_done: usize,
+    cycles: usize,
+    files: usize,
+    bytes: u64,
+    bytes_total: u64,
+    rows_in: usize,
+    inserted: usize,
+    updated: usize,
+    deleted: usize,
+    version: Option<u64>,
+}
+
+/// Progress per table and overall: plain lines when stdout is not a terminal, a block of
+/// lines redrawn in place on a terminal; a summary table at the end.
 struct Progress {
-    total: u64,
     started: Instant,
-    done: std::sync::Mutex<(usize, u64)>,
+    order: Vec<String>,
+    state: std::sync::Mutex<(HashMap<String, TableProgress>, usize)>,
     terminal: bool,
 }
 
 impl Progress {
-    fn new(total: u64) -> Self {
-        Progress {
-            total,
+    fn new(jobs: &[Job]) -> Self {
+        let tables = jobs
+            .iter()
+            .map(|j| {
+                let p = TableProgress {
+                    steps: j.batches.len() + usize::from(j.refresh.is_some()),
+                    cycles: j.cycles,
+                    bytes_total: j
+                        .refresh
+                        .iter()
+                        .flatten()
+                        .chain(j.batches.iter().flatten())
+                        .map(|f| f.bytes)
+                        .sum(),
+                    ..TableProgress::default()
+                };
+                (j.table.clone(), p)
+            })
+            .collect();
+        let p = Progress {
             started: Instant::now(),
-            done: std::sync::Mutex::new((0, 0)),
-            terminal: std::io::stdout().is_terminal(),
+            order: jobs.iter().map(|j| j.table.clone()).collect(),
+            state: std::sync::Mutex::new((tables, 0)),
+            terminal: std::io::stdout().is_terminal()
+                && std::env::var_os("HVRLAKE_PROGRESS").is_none_or(|v| v != "plain"),
+        };
+        if p.terminal {
+            let mut st = p.state.lock().expect("progress");
+            p.draw(&st.0, 0);
+            st.1 = p.order.len() + 1;
+        }
+        p
+    }
+
+    /// A table's commit summary (from the pipeline).
+    fn summary(&self, table: &str, s: &pipeline::Summary) {
+        let mut st = self.state.lock().expect("progress");
+        let t = st.0.entry(table.to_string()).or_default();
+        t.rows_in += s.rows_in;
+        t.inserted += s.outcome.inserted;
+        t.updated += s.outcome.updated;
+        t.deleted += s.outcome.deleted;
+        t.version = s.outcome.version.or(t.version);
+        if !self.terminal {
+            println!("hvrlake: backfill: {s}");
         }
     }
 
-    fn advance(&self, files: usize, bytes: u64) {
-        let mut d = self.done.lock().expect("progress");
-        d.0 += files;
-        d.1 += bytes;
-        let secs = self.started.elapsed().as_secs_f64().max(1e-3);
-        let rate = d.1 as f64 / secs;
-        let left = self.total.saturating_sub(d.1) as f64 / rate.max(1.0);
-        let pct = if self.total == 0 {
+    /// A step (refresh or batch) of `table` is done.
+    fn advance(&self, table: &str, files: usize, bytes: u64) {
+        let mut st = self.state.lock().expect("progress");
+        let t = st.0.entry(table.to_string()).or_default();
+        t.steps_done += 1;
+        t.files += files;
+        t.bytes += bytes;
+        let line = Self::line(table, t, self.started);
+        let (tables, drawn) = &mut *st;
+        if self.terminal {
+            self.draw(tables, *drawn);
+            *drawn = self.order.len() + 1;
+        } else {
+            println!("hvrlake: backfill: {line}");
+            println!("hvrlake: backfill: {}", self.overall(tables));
+        }
+    }
+
+    fn line(table: &str, t: &TableProgress, started: Instant) -> String {
+        let pct = if t.bytes_total == 0 {
             100.0
         } else {
-            100.0 * d.1 as f64 / self.total as f64
+            100.0 * t.bytes as f64 / t.bytes_total as f64
         };
-        let bar = if self.terminal {
-            let n = (pct / 5.0) as usize;
-            format!("[{}{}] ", "#".repeat(n.min(20)), ".".repeat(20 - n.min(20)))
+        let secs = started.elapsed().as_secs_f64().max(1e-3);
+        let rate = t.bytes as f64 / secs;
+        let eta = if t.bytes == 0 {
+            "-".to_string()
         } else {
-            String::new()
+            format!(
+                "{:.0}s",
+                t.bytes_total.saturating_sub(t.bytes) as f64 / rate.max(1.0)
+            )
         };
-        println!(
-            "hvrlake: backfill: {bar}{pct:.0}% files={} bytes={:.1}MB rate={:.1}MB/s eta={:.0}s",
-            d.0,
-            d.1 as f64 / 1e6,
+        format!(
+            "{table:<20} {} {pct:>3.0}% step {}/{} files={} rows={} {:.1}MB {:.1}MB/s eta {}",
+            bar(pct),
+            t.steps_done,
+            t.steps,
+            t.files,
+            t.rows_in,
+            t.bytes as f64 / 1e6,
             rate / 1e6,
-            left
+            eta
+        )
+    }
+
+    fn overall(&self, tables: &HashMap<String, TableProgress>) -> String {
+        let all = tables.values().fold(TableProgress::default(), |mut a, t| {
+            a.steps += t.steps;
+            a.steps_done += t.steps_done;
+            a.files += t.files;
+            a.bytes += t.bytes;
+            a.bytes_total += t.bytes_total;
+            a.rows_in += t.rows_in;
+            a
+        });
+        Self::line("all tables", &all, self.started)
+    }
+
+    /// Redraws the block (one line per table, then the overall line) over the last one.
+    fn draw(&self, tables: &HashMap<String, TableProgress>, drawn: usize) {
+        use std::io::Write;
+        let mut out = String::new();
+        if drawn > 0 {
+            out.push_str(&format!("\x1b[{drawn}A"));
+        }
+        for t in &self.order {
+            let line = Self::line(t, &tables[t], self.started);
+            out.push_str(&format!("\r\x1b[K{line}\n"));
+        }
+        out.push_str(&format!("\r\x1b[K{}\n", self.overall(tables)));
+        let mut o = std::io::stdout().lock();
+        let _ = o.write_all(out.as_bytes());
+        let _ = o.flush();
+    }
+
+    /// The summary table.
+    fn finish(&self) {
+        let st = self.state.lock().expect("progress");
+        println!(
+            "hvrlake: backfill: {:<20} {:>6} {:>6} {:>8} {:>10} {:>10} {:>10} {:>10} {:>8}",
+            "table",
+            "cycles",
+            "files",
+            "MB",
+            "rows_in",
+            "inserted",
+            "updated",
+            "deleted",
+            "version"
+        );
+        for name in &self.order {
+            let t = &st.0[name];
+            println!(
+                "hvrlake: backfill: {:<20} {:>6} {:>6} {:>8.1} {:>10} {:>10} {:>10} {:>10} {:>8}",
+                name,
+                t.cycles,
+                t.files,
+                t.bytes as f64 / 1e6,
+                t.rows_in,
+                t.inserted,
+                t.updated,
+                t.deleted,
+                t.version.map_or("-".to_string(), |v| v.to_string())
+            );
+        }
+        let bytes: u64 = st.0.values().map(|t| t.bytes).sum();
+        println!(
+            "hvrlake: backfill: done: {} table(s), {:.1} MB in {:.1} s",
+            self.order.len(),
+            bytes as f64 / 1e6,
+            self.started.elapsed().as_secs_f64()
         );
     }
+}
+
+fn bar(pct: f64) -> String {
+    let n = ((pct / 5.0) as usize).min(20);
+    format!("[{}{}]", "#".repeat(n), ".".repeat(20 - n))
 }
 
 #[cfg(test)]

@@ -147,8 +147,12 @@ fn a_refresh_and_many_cycles_in_batches_equal_a_plain_replay_and_a_rerun_adds_no
     let t = text(&out);
     assert!(t.contains("40 cycle(s) to apply in"), "{t}");
     assert!(
-        t.contains("batch 2/"),
-        "several batches under a 4K budget: {t}"
+        t.contains("all tables") && t.contains("step 2/"),
+        "several batches under a 4K budget, progress per table: {t}"
+    );
+    assert!(
+        t.contains("hvrlake: backfill: table ") && t.contains("done: 2 table(s)"),
+        "the summary table: {t}"
     );
     check(&lake, &mo, &ml);
     assert!(
@@ -305,4 +309,39 @@ fn a_backfill_from_s3_into_an_s3_lake() {
     assert!(out.status.success(), "{}", text(&out));
     let got = read_rows_at(url::Url::parse(&format!("{lake}/orders/")).unwrap());
     assert_eq!(got.rows, mo.sorted());
+}
+
+#[test]
+fn a_bad_file_stops_the_backfill_with_its_place_and_a_rerun_after_the_fix_ends_exact() {
+    let work = tempfile::tempdir().unwrap();
+    let (mo, ml) = file_set(work.path(), 8, 5);
+    let bad = work
+        .path()
+        .join("cycles")
+        .join("20260101000500000-orders.csv");
+    let good = std::fs::read_to_string(&bad).unwrap();
+    std::fs::write(&bad, format!("{good}7,x\n")).unwrap();
+    let lake = work.path().join("lake");
+    let (l, s, r) = (
+        lake.to_str().unwrap(),
+        work.path().join("cycles"),
+        work.path().join("refresh"),
+    );
+    let a = args(l, s.to_str().unwrap(), r.to_str().unwrap(), "2K");
+    let out = backfill(&a, &[]);
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out));
+    let err = String::from_utf8_lossy(&out.stderr);
+    let line = good.lines().count() + 1;
+    assert!(
+        err.trim_end().lines().count() == 1
+            && err.starts_with("F_JX0D03: ")
+            && err.contains(&format!("20260101000500000-orders.csv:{line}:")),
+        "{err}"
+    );
+    assert!(bad.exists(), "sources stay");
+    // Fixed, the same command continues and ends exact.
+    std::fs::write(&bad, good).unwrap();
+    let out = backfill(&a, &[]);
+    assert!(out.status.success(), "{}", text(&out));
+    check(&lake, &mo, &ml);
 }
