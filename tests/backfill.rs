@@ -345,3 +345,56 @@ fn a_bad_file_stops_the_backfill_with_its_place_and_a_rerun_after_the_fix_ends_e
     assert!(out.status.success(), "{}", text(&out));
     check(&lake, &mo, &ml);
 }
+
+#[test]
+fn remove_files_stray_files_and_the_agent_live_on_another_table() {
+    let work = tempfile::tempdir().unwrap();
+    let (mo, ml) = file_set(work.path(), 12, 6);
+    let s = work.path().join("cycles");
+    std::fs::write(s.join("README.txt"), "not an HVR file").unwrap();
+    // The agent integrates another table of the same lake while the backfill runs.
+    let lake = work.path().join("lake");
+    let agent = helpers::Hvr::new();
+    let t = helpers::Table::new("other", &["id"], &["id", "v", "hvr_op"]);
+    let mut expected = Vec::new();
+    for i in 0..6 {
+        agent.write(
+            &format!("{i}-other.csv"),
+            format!("id,v,hvr_op\n{i},v{i},1\n"),
+        );
+        expected.push(helpers::row(&[&i.to_string(), &format!("v{i}")]));
+    }
+    expected.sort();
+    let (l, r) = (lake.to_str().unwrap(), work.path().join("refresh"));
+    let mut a = args(l, s.to_str().unwrap(), r.to_str().unwrap(), "2K");
+    a.push("--remove-files");
+    std::thread::scope(|scope| {
+        let bf = scope.spawn(|| backfill(&a, &[]));
+        for i in 0..6 {
+            let userarg = format!("target={l}");
+            let name = format!("{i}-other.csv");
+            let out = agent.call_with("integ_end", &[&t], &[&name], Some(&userarg), &[]);
+            assert_eq!(out.code, 0, "{out:?}");
+        }
+        let out = bf.join().unwrap();
+        assert!(out.status.success(), "{}", text(&out));
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(
+            err.matches("README.txt: skipped, its name does not match")
+                .count(),
+            1,
+            "{err}"
+        );
+    });
+    check(&lake, &mo, &ml);
+    assert_eq!(read_rows(&lake.join("other")).rows, expected);
+    let left: Vec<_> = std::fs::read_dir(&s)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    assert_eq!(
+        left,
+        vec!["README.txt"],
+        "applied files removed, others stay"
+    );
+}
