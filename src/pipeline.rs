@@ -21,7 +21,7 @@ use crate::read::parquet::ParquetFile;
 use crate::read::source::{self, Bytes};
 use crate::read::types::{DeclaredType, Inference};
 use crate::read::{FileColumns, TableLayout};
-use crate::settings::{Format, Settings};
+use crate::settings::{Format, Mode, Settings};
 use crate::{coalesce, storage};
 
 /// Input files of a table fetched from object storage at once.
@@ -138,6 +138,8 @@ impl std::fmt::Display for Summary {
 /// A table read and checked, ready to commit.
 struct Prepared {
     spec: TableSpec,
+    /// The table's mode.
+    settings_mode: Mode,
     /// The table as loaded before reading.
     table: DeltaTable,
     columns: SchemaRef,
@@ -346,6 +348,12 @@ async fn commit_table(
             stage_time(name, "commit", t);
             done
         }
+        Payload::Changes { changes, .. } if p.settings_mode == Mode::Append => {
+            let t = Instant::now();
+            let done = commit::append(table, changes, &p.columns, &p.keys, mark).await;
+            stage_time(name, "append", t);
+            done
+        }
         Payload::Changes { changes, schema } => {
             let t = Instant::now();
             let net =
@@ -369,6 +377,11 @@ fn stage_time(table: &str, stage: &str, since: Instant) {
             since.elapsed().as_secs_f64()
         );
     }
+}
+
+/// Whether the table keeps HVR's extra columns as data: asked for, or an append table.
+fn keeps_extras(spec: &TableSpec, settings: &Settings) -> bool {
+    settings.keep_hvr_columns || settings.mode_of(&spec.base_name, &spec.name) == Mode::Append
 }
 
 /// Whether a column name is one of HVR's extra columns rather than table data.
@@ -461,7 +474,7 @@ async fn prepare(
 
     // The table's columns: the existing table's, else declared, Parquet or inferred types.
     // A refresh that must infer guesses from a sample and checks the guess while it reads.
-    let keep = settings.keep_hvr_columns;
+    let keep = keeps_extras(&spec, settings);
     let existing = commit::columns(&table).context(&base)?;
     let mut guess: Option<(Vec<String>, Option<SchemaRef>, PerInput)> = None;
     let mut columns = match (kind, existing) {
@@ -597,6 +610,7 @@ async fn prepare(
         }
     };
     Ok(Prepared {
+        settings_mode: settings.mode_of(&spec.base_name, &spec.name),
         spec,
         table,
         columns,
@@ -635,7 +649,8 @@ fn layout_for(
         .iter()
         .map(|&i| columns.field(i).name().clone())
         .collect();
-    if kind == Kind::Integrate && keys.is_empty() {
+    let append = settings.mode_of(&spec.base_name, &spec.name) == Mode::Append;
+    if kind == Kind::Integrate && keys.is_empty() && !append {
         bail!("{base}: no key columns: HVR_TBL_KEYS gives none and the table records none");
     }
     let layout = TableLayout {
@@ -644,7 +659,7 @@ fn layout_for(
         op_column: settings.op_column.to_ascii_lowercase(),
         delete_column: settings.delete_column.to_ascii_lowercase(),
         seq_column: settings.seq_column.to_ascii_lowercase(),
-        keep_extras: settings.keep_hvr_columns,
+        keep_extras: keeps_extras(spec, settings),
         refresh: kind == Kind::Refresh,
     };
     let plans: Vec<FileColumns> = inputs
@@ -770,6 +785,10 @@ impl<'s, 'i> TypeSources<'s, 'i> {
     }
 
     fn declared(&self, col: &str) -> Option<DeclaredType> {
+        if col.eq_ignore_ascii_case(&self.settings.seq_column) {
+            // hvr_integ_seq is hex text, even when a file's values are all digits.
+            return Some(DeclaredType::String);
+        }
         [self.base, self.channel].iter().find_map(|t| {
             self.settings
                 .types

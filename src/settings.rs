@@ -52,6 +52,11 @@ pub const SETTINGS: &[SettingDoc] = &[
         doc: "write the hvr_* extra columns (and the flag column) to the tables too",
     },
     SettingDoc {
+        name: "mode",
+        default: "merge",
+        doc: "what a table keeps: merge (the current rows; deletes remove them) or append (every change as a row with its hvr_* columns); per table as mode.TABLE=MODE",
+    },
+    SettingDoc {
         name: "keep_files",
         default: "false",
         doc: "leave the processed files in the file location after a successful commit",
@@ -167,6 +172,25 @@ pub enum Format {
     Parquet,
 }
 
+/// What a table keeps of the changes.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Mode {
+    /// The current rows: upserts replace, deletes remove.
+    Merge,
+    /// The change log: every change appended as a row, with its `hvr_*` columns.
+    Append,
+}
+
+impl Mode {
+    fn parse(v: &str) -> Option<Mode> {
+        match v.trim().to_ascii_lowercase().as_str() {
+            "merge" => Some(Mode::Merge),
+            "append" => Some(Mode::Append),
+            _ => None,
+        }
+    }
+}
+
 /// Everything hvrlake is told to do, validated.
 #[derive(Clone, Debug)]
 pub struct Settings {
@@ -182,6 +206,10 @@ pub struct Settings {
     pub keep_hvr_columns: bool,
     /// Whether processed files stay in place.
     pub keep_files: bool,
+    /// The table mode, unless `modes` names the table.
+    pub mode: Mode,
+    /// Table modes per lower-cased table name (`mode.TABLE=MODE`).
+    pub modes: HashMap<String, Mode>,
     /// File name pattern mapping a file to its table.
     pub file_pattern: String,
     /// Input format.
@@ -232,10 +260,19 @@ impl std::fmt::Display for Origin {
 type Raw = BTreeMap<String, (String, Origin)>;
 
 impl Settings {
+    /// The mode of a table, by its target or channel name.
+    pub fn mode_of(&self, base: &str, channel: &str) -> Mode {
+        [base, channel]
+            .iter()
+            .find_map(|t| self.modes.get(&t.to_ascii_lowercase()).copied())
+            .unwrap_or(self.mode)
+    }
+
     /// Builds settings from a userarg string and the process environment.
     pub fn from_sources(userarg: Option<&str>, env: &HashMap<String, String>) -> Result<Self> {
         let mut raw: Raw = BTreeMap::new();
         let mut types_entries: Vec<(String, Origin)> = Vec::new();
+        let mut modes: HashMap<String, Mode> = HashMap::new();
         // Lowest precedence first; later inserts win.
         let mut from_user = Raw::new();
         if let Some(arg) = userarg {
@@ -268,6 +305,15 @@ impl Settings {
         for (name, value) in from_user {
             if let Some(rest) = name.strip_prefix("type.") {
                 types_entries.push((format!("{rest}={}", value.0), value.1));
+            } else if let Some(table) = name.strip_prefix("mode.") {
+                let Some(m) = Mode::parse(&value.0) else {
+                    bail!(
+                        "setting '{name}' (from {}) is '{}', expected merge or append",
+                        value.1,
+                        value.0
+                    );
+                };
+                modes.insert(table.to_ascii_lowercase(), m);
             } else {
                 raw.insert(name, value);
             }
@@ -288,6 +334,7 @@ impl Settings {
             }
         }
         let mut settings = Self::validate(raw, types_entries)?;
+        settings.modes = modes;
         let retries = std::mem::take(&mut settings.storage);
         settings.storage = storage;
         settings.storage.extend(retries);
@@ -402,6 +449,13 @@ impl Settings {
         ]);
         let commit_retries = count("commit_retries", 0)? as usize;
         let lock_wait = count("lock_wait", 0)?;
+        let (mode_text, mode_o) = get("mode");
+        let Some(mode) = Mode::parse(&mode_text) else {
+            bail!(
+                "{} is '{mode_text}', expected merge or append",
+                where_("mode", &mode_o)
+            );
+        };
         let (pattern, pattern_o) = get("file_pattern");
         if !pattern.contains("{hvr_tbl_name}") {
             bail!(
@@ -441,6 +495,8 @@ impl Settings {
             seq_column: non_empty("seq_column")?,
             keep_hvr_columns: boolean("keep_hvr_columns")?,
             keep_files: boolean("keep_files")?,
+            mode,
+            modes: HashMap::new(),
             file_pattern: pattern,
             format,
             csv: CsvDialect {

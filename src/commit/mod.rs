@@ -234,3 +234,45 @@ pub async fn create(table: DeltaTable, columns: &SchemaRef, keys: &[String]) -> 
         .with_save_mode(SaveMode::Ignore)
         .await?)
 }
+
+/// Appends an append-mode table's change rows as they are (their data columns, `hvr_*`
+/// columns included), with the cycle's progress `mark`: the table is the change log.
+pub async fn append(
+    table: DeltaTable,
+    changes: &[arrow::array::RecordBatch],
+    columns: &SchemaRef,
+    keys: &[String],
+    mark: Option<&progress::Mark>,
+) -> Result<(DeltaTable, Outcome)> {
+    let table = if exists(&table) {
+        table
+    } else {
+        create(table, columns, keys).await?
+    };
+    let mut batches = Vec::with_capacity(changes.len());
+    for b in changes {
+        let cols = (0..columns.fields().len())
+            .map(|i| b.column(i).clone())
+            .collect();
+        batches.push(arrow::array::RecordBatch::try_new(columns.clone(), cols)?);
+    }
+    let rows: usize = batches.iter().map(|b| b.num_rows()).sum();
+    if batches.is_empty() {
+        batches.push(arrow::array::RecordBatch::new_empty(columns.clone()));
+    }
+    let table = table
+        .write(batches)
+        .with_save_mode(SaveMode::Append)
+        .with_writer_properties(writer_properties(columns))
+        .with_commit_properties(mark.map(progress::Mark::properties).unwrap_or_default())
+        .await?;
+    let version = table.version();
+    Ok((
+        table,
+        Outcome {
+            inserted: rows,
+            version,
+            ..Outcome::default()
+        },
+    ))
+}

@@ -1,0 +1,107 @@
+//! Table modes: `append` keeps every change as a row (the change log), exactly once.
+
+mod helpers;
+
+use helpers::{Hvr, Table, row};
+
+const COLS: &[&str] = &["id", "v", "hvr_op", "hvr_integ_seq"];
+
+#[test]
+fn an_append_table_is_the_change_log_and_a_call_made_again_adds_nothing() {
+    let mut h = Hvr::new();
+    h.userarg = "mode.log=append".into();
+    let log = Table::new("log", &["id"], COLS);
+    let cur = Table::new("cur", &["id"], COLS);
+    let head = "id,v,hvr_op,hvr_integ_seq\n";
+    h.write("1-log.csv", format!("{head}1,a,1,10\n2,b,1,11\n"));
+    h.write("1-cur.csv", format!("{head}1,a,1,10\n2,b,1,11\n"));
+    h.ok("refr_write_end", &[&log, &cur], &["1-log.csv", "1-cur.csv"]);
+    // Repeated keys, a delete, a re-insert; seqs all digits (still text).
+    let cycle = format!("{head}1,a2,2,20\n1,a3,2,21\n2,b,0,22\n2,b2,1,23\n");
+    h.write("2-log.csv", &cycle);
+    h.write("2-cur.csv", &cycle);
+    let files = ["2-log.csv", "2-cur.csv"];
+    let out = h.call_with(
+        "integ_end",
+        &[&log, &cur],
+        &files,
+        Some(&h.full_userarg()),
+        &[("HVRLAKE_FAILPOINT", "before_remove")],
+    );
+    assert_ne!(out.code, 0, "{out:?}");
+    let out = h.ok("integ_end", &[&log, &cur], &files);
+    assert!(out.stdout.contains("log: skipped"), "{}", out.stdout);
+    let got = h.rows("log");
+    assert_eq!(got.columns, COLS);
+    assert_eq!(
+        got.rows,
+        vec![
+            row(&["1", "a", "1", "10"]),
+            row(&["1", "a2", "2", "20"]),
+            row(&["1", "a3", "2", "21"]),
+            row(&["2", "b", "0", "22"]),
+            row(&["2", "b", "1", "11"]),
+            row(&["2", "b2", "1", "23"]),
+        ]
+    );
+    assert!(
+        h.types("log").contains(&"hvr_integ_seq:Utf8".to_string()),
+        "{:?}",
+        h.types("log")
+    );
+    // The same changes in the default mode keep the current rows only.
+    assert_eq!(
+        h.rows("cur").rows,
+        vec![row(&["1", "a3"]), row(&["2", "b2"])]
+    );
+    // An unknown mode is a clear error.
+    let bad = format!("{} mode=history2", h.full_userarg());
+    let out = h.call_with("integ_end", &[&cur], &[], Some(&bad), &[]);
+    assert_eq!(out.code, 1);
+    assert!(out.stderr.contains("setting 'mode'"), "{out:?}");
+}
+
+#[test]
+fn an_append_table_killed_anywhere_and_called_again_holds_every_change_once() {
+    let mut h = Hvr::new();
+    h.userarg = "mode=append".into();
+    let log = Table::new("log", &["id"], COLS);
+    let mut rng = helpers::Rng(21);
+    let mut expected: Vec<Vec<Option<String>>> = Vec::new();
+    let mut killed = 0;
+    for round in 0..30u64 {
+        let mut text = String::from("id,v,hvr_op,hvr_integ_seq\n");
+        for j in 0..30 {
+            let (id, op, seq) = (
+                rng.below(20),
+                [1, 2, 0][rng.below(3) as usize],
+                round * 100 + j,
+            );
+            text.push_str(&format!("{id},r{round},{op},{seq:x}\n"));
+            expected.push(row(&[
+                &id.to_string(),
+                &format!("r{round}"),
+                &op.to_string(),
+                &format!("{seq:x}"),
+            ]));
+        }
+        let name = format!("{round}-log.csv");
+        h.write(&name, &text);
+        let mut child = h
+            .command("integ_end", &[&log], &[&name], Some(&h.full_userarg()), &[])
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .unwrap();
+        std::thread::sleep(std::time::Duration::from_millis(rng.below(120)));
+        if child.try_wait().unwrap().is_none() {
+            child.kill().unwrap();
+            killed += 1;
+        }
+        child.wait().unwrap();
+        h.ok("integ_end", &[&log], &[&name]);
+        expected.sort();
+        assert_eq!(h.rows("log").rows, expected, "round {round}");
+    }
+    assert!(killed >= 10, "kills that landed while running: {killed}");
+}
