@@ -60,6 +60,56 @@ pub fn encode_seq(text: &[u8], out: &mut Vec<u8>) -> bool {
     true
 }
 
+/// `batch` with column `idx` set to `value` on every row (a boolean column).
+pub fn with_flag(
+    batch: &arrow::array::RecordBatch,
+    idx: usize,
+    value: bool,
+) -> Result<arrow::array::RecordBatch, arrow::error::ArrowError> {
+    let mut cols = batch.columns().to_vec();
+    cols[idx] = std::sync::Arc::new(arrow::array::BooleanArray::from(vec![
+        value;
+        batch.num_rows()
+    ]));
+    arrow::array::RecordBatch::try_new(batch.schema(), cols)
+}
+
+/// Soft deletes: in coalesced changes (data columns, then [`OP`]), every delete becomes an
+/// upsert of its row with the flag column `flag` true and `at` set to `now` (microseconds,
+/// UTC); every other row gets the flag false and no time.
+pub fn soften_deletes(
+    batch: &arrow::array::RecordBatch,
+    flag: usize,
+    at: usize,
+    now: i64,
+) -> Result<arrow::array::RecordBatch, arrow::error::ArrowError> {
+    use arrow::array::{Array, AsArray, BooleanArray, Int8Array, TimestampMicrosecondArray};
+    let op_idx = batch.schema().index_of(OP)?;
+    let ops = batch
+        .column(op_idx)
+        .as_primitive::<arrow::datatypes::Int8Type>();
+    let deleted: Vec<bool> = (0..ops.len())
+        .map(|i| ops.is_valid(i) && ops.value(i) == Op::Delete as i8)
+        .collect();
+    let mut cols = batch.columns().to_vec();
+    cols[flag] = std::sync::Arc::new(BooleanArray::from(deleted.clone()));
+    let tz = match batch.schema().field(at).data_type() {
+        arrow::datatypes::DataType::Timestamp(_, tz) => tz.clone(),
+        _ => None,
+    };
+    cols[at] = std::sync::Arc::new(
+        TimestampMicrosecondArray::from(
+            deleted
+                .iter()
+                .map(|&d| d.then_some(now))
+                .collect::<Vec<_>>(),
+        )
+        .with_timezone_opt(tz),
+    );
+    cols[op_idx] = std::sync::Arc::new(Int8Array::from(vec![Op::Upsert as i8; ops.len()]));
+    arrow::array::RecordBatch::try_new(batch.schema(), cols)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -140,6 +140,8 @@ struct Prepared {
     spec: TableSpec,
     /// The table's mode.
     settings_mode: Mode,
+    /// Soft-delete tables: the flag and deletion-time column names.
+    settings_delete_columns: (String, String),
     /// The table as loaded before reading.
     table: DeltaTable,
     columns: SchemaRef,
@@ -356,9 +358,19 @@ async fn commit_table(
         }
         Payload::Changes { changes, schema } => {
             let t = Instant::now();
-            let net =
+            let mut net =
                 coalesce::coalesce(ctx, schema.clone(), changes.clone(), &p.keys, Some(&table))
                     .await?;
+            if p.settings_mode == Mode::SoftDelete {
+                let flag = p.columns.index_of(&p.settings_delete_columns.0)?;
+                let at = p.columns.index_of(&p.settings_delete_columns.1)?;
+                let now = std::time::SystemTime::now()
+                    .duration_since(std::time::UNIX_EPOCH)
+                    .map_or(0, |d| d.as_micros() as i64);
+                for b in &mut net.batches {
+                    *b = crate::change::soften_deletes(b, flag, at, now)?;
+                }
+            }
             stage_time(name, "coalesce", t);
             let t = Instant::now();
             let done = commit::merge::apply(table, net, p.columns.clone(), &p.keys, mark).await;
@@ -611,6 +623,10 @@ async fn prepare(
     };
     Ok(Prepared {
         settings_mode: settings.mode_of(&spec.base_name, &spec.name),
+        settings_delete_columns: (
+            settings.delete_column.clone(),
+            settings.deleted_at_column.clone(),
+        ),
         spec,
         table,
         columns,
@@ -684,6 +700,11 @@ async fn stage_refresh(
     settled: Option<&[Vec<bool>]>,
 ) -> Result<(Staged, usize, PerInput)> {
     let writers = std::thread::available_parallelism().map_or(1, usize::from);
+    // Soft-delete tables: refresh rows are not deleted.
+    let soft_delete = match settings.mode_of(&spec.base_name, &spec.name) {
+        Mode::SoftDelete => layout.columns.index_of(&settings.delete_column).ok(),
+        _ => None,
+    };
     let sink = Mutex::new(FileSink::start(
         table.clone(),
         layout.columns.clone(),
@@ -700,6 +721,10 @@ async fn stage_refresh(
                 let mut rows = 0usize;
                 let each = |b: RecordBatch| {
                     rows += b.num_rows();
+                    let b = match soft_delete {
+                        Some(flag) => crate::change::with_flag(&b, flag, false)?,
+                        None => b,
+                    };
                     sink.lock().expect("file sink").send(b)
                 };
                 let inferred = match inp {
@@ -904,6 +929,23 @@ impl<'s, 'i> TypeSources<'s, 'i> {
                 }
             };
             fields.push(Field::new(n, ty, true));
+        }
+        if self.settings.mode_of(self.base, self.channel) == Mode::SoftDelete {
+            // The deletion flag and time, after the data columns (kept where they are).
+            for (name, ty) in [
+                (&self.settings.delete_column, DataType::Boolean),
+                (
+                    &self.settings.deleted_at_column,
+                    DeclaredType::Timestamp.arrow(),
+                ),
+            ] {
+                if !fields.iter().any(|f| f.name().eq_ignore_ascii_case(name)) {
+                    fields.push(match self.existing_field(name) {
+                        Some(f) => f.as_ref().clone(),
+                        None => Field::new(name, ty, true),
+                    });
+                }
+            }
         }
         Ok(Arc::new(Schema::new(fields)))
     }

@@ -54,7 +54,12 @@ pub const SETTINGS: &[SettingDoc] = &[
     SettingDoc {
         name: "mode",
         default: "merge",
-        doc: "what a table keeps: merge (the current rows; deletes remove them) or append (every change as a row with its hvr_* columns); per table as mode.TABLE=MODE",
+        doc: "what a table keeps: merge (the current rows; deletes remove them), soft_delete (deleted rows stay, flagged in delete_column with the time in deleted_at_column) or append (every change as a row with its hvr_* columns); per table as mode.TABLE=MODE",
+    },
+    SettingDoc {
+        name: "deleted_at_column",
+        default: "deleted_at",
+        doc: "soft_delete tables: the column holding when a row was deleted (UTC, the time of the commit)",
     },
     SettingDoc {
         name: "keep_files",
@@ -179,6 +184,8 @@ pub enum Mode {
     Merge,
     /// The change log: every change appended as a row, with its `hvr_*` columns.
     Append,
+    /// The current rows, but a delete keeps its row, flagged deleted with the time.
+    SoftDelete,
 }
 
 impl Mode {
@@ -186,6 +193,7 @@ impl Mode {
         match v.trim().to_ascii_lowercase().as_str() {
             "merge" => Some(Mode::Merge),
             "append" => Some(Mode::Append),
+            "soft_delete" => Some(Mode::SoftDelete),
             _ => None,
         }
     }
@@ -210,6 +218,8 @@ pub struct Settings {
     pub mode: Mode,
     /// Table modes per lower-cased table name (`mode.TABLE=MODE`).
     pub modes: HashMap<String, Mode>,
+    /// Soft-delete tables: the deletion time column.
+    pub deleted_at_column: String,
     /// File name pattern mapping a file to its table.
     pub file_pattern: String,
     /// Input format.
@@ -308,7 +318,7 @@ impl Settings {
             } else if let Some(table) = name.strip_prefix("mode.") {
                 let Some(m) = Mode::parse(&value.0) else {
                     bail!(
-                        "setting '{name}' (from {}) is '{}', expected merge or append",
+                        "setting '{name}' (from {}) is '{}', expected merge, soft_delete or append",
                         value.1,
                         value.0
                     );
@@ -452,7 +462,7 @@ impl Settings {
         let (mode_text, mode_o) = get("mode");
         let Some(mode) = Mode::parse(&mode_text) else {
             bail!(
-                "{} is '{mode_text}', expected merge or append",
+                "{} is '{mode_text}', expected merge, soft_delete or append",
                 where_("mode", &mode_o)
             );
         };
@@ -497,6 +507,7 @@ impl Settings {
             keep_files: boolean("keep_files")?,
             mode,
             modes: HashMap::new(),
+            deleted_at_column: non_empty("deleted_at_column")?,
             file_pattern: pattern,
             format,
             csv: CsvDialect {

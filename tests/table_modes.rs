@@ -105,3 +105,36 @@ fn an_append_table_killed_anywhere_and_called_again_holds_every_change_once() {
     }
     assert!(killed >= 10, "kills that landed while running: {killed}");
 }
+
+#[test]
+fn a_soft_delete_table_keeps_deleted_rows_flagged_and_an_insert_revives_them() {
+    let mut h = Hvr::new();
+    h.userarg = "mode=soft_delete".into();
+    let t = Table::new("acct", &["id"], COLS);
+    let head = "id,v,hvr_op,hvr_integ_seq\n";
+    h.write("1-acct.csv", format!("{head}1,a,1,1\n2,b,1,2\n3,c,1,3\n"));
+    h.ok("refr_write_end", &[&t], &["1-acct.csv"]);
+    let got = h.rows("acct");
+    assert_eq!(got.columns, vec!["id", "v", "is_deleted", "deleted_at"]);
+    assert_eq!(
+        got.rows,
+        vec![
+            row(&["1", "a", "false", "NULL"]),
+            row(&["2", "b", "false", "NULL"]),
+            row(&["3", "c", "false", "NULL"]),
+        ]
+    );
+    let year = chrono::Utc::now().format("%Y").to_string();
+    h.write("2-acct.csv", format!("{head}2,b,0,10\n1,a2,2,11\n"));
+    h.ok("integ_end", &[&t], &["2-acct.csv"]);
+    let got = h.rows("acct").rows;
+    assert_eq!(got[0], row(&["1", "a2", "false", "NULL"]));
+    assert_eq!(got[2], row(&["3", "c", "false", "NULL"]));
+    assert_eq!(&got[1][..3], &row(&["2", "b", "true"])[..]);
+    let at = got[1][3].clone().expect("a deletion time");
+    assert!(at.starts_with(&year), "deleted_at {at}");
+    // A later insert of the key revives it.
+    h.write("3-acct.csv", format!("{head}2,b2,1,20\n"));
+    h.ok("integ_end", &[&t], &["3-acct.csv"]);
+    assert_eq!(h.rows("acct").rows[1], row(&["2", "b2", "false", "NULL"]));
+}
