@@ -25,6 +25,7 @@ pub fn main() -> i32 {
             return 0;
         }
         "backfill" => return backfill(&args[2..], &env),
+        "optimize" | "vacuum" | "inspect" => return upkeep(mode, &args[2..], &env),
         m if !call::handles(m) => return 2,
         _ => {}
     }
@@ -78,6 +79,87 @@ fn backfill(words: &[String], env: &HashMap<String, String>) -> i32 {
     }
 }
 
+/// Usage of the upkeep subcommands.
+const UPKEEP_USAGE: &str = "hvrlake optimize --target URL TABLE [--zorder] | hvrlake vacuum --target URL TABLE [--retention-hours H] [--dry-run] | hvrlake inspect --target URL TABLE   (plus NAME=VALUE settings)";
+
+/// `hvrlake optimize|vacuum|inspect`: see [`crate::upkeep`].
+fn upkeep(mode: &str, words: &[String], env: &HashMap<String, String>) -> i32 {
+    let run = || -> crate::error::Result<()> {
+        let (mut settings, mut table, mut zorder, mut hours, mut dry) =
+            (Vec::new(), None, false, None, false);
+        let mut it = words.iter();
+        while let Some(w) = it.next() {
+            match w.as_str() {
+                "--target" => match it.next() {
+                    Some(t) => settings.push(format!("target={t}")),
+                    None => crate::bail!("{mode}: --target needs a URL; usage: {UPKEEP_USAGE}"),
+                },
+                "--zorder" => zorder = true,
+                "--dry-run" => dry = true,
+                "--retention-hours" => {
+                    let v = it.next().and_then(|v| v.parse::<u64>().ok());
+                    let Some(v) = v else {
+                        crate::bail!("{mode}: --retention-hours needs a whole number of hours");
+                    };
+                    hours = Some(v);
+                }
+                f if f.starts_with("--") => {
+                    crate::bail!("{mode}: unknown option {f}; usage: {UPKEEP_USAGE}")
+                }
+                s if s.contains('=') => settings.push(s.to_string()),
+                t if table.is_none() => table = Some(t.to_string()),
+                extra => crate::bail!("{mode}: one TABLE only ({extra}); usage: {UPKEEP_USAGE}"),
+            }
+        }
+        let Some(table) = table else {
+            crate::bail!("{mode}: no TABLE given; usage: {UPKEEP_USAGE}");
+        };
+        let settings = crate::settings::Settings::from_sources(Some(&settings.join(" ")), env)?;
+        let rt = runtime().map_err(|_| crate::error::Error::msg("no async runtime"))?;
+        rt.block_on(async {
+            crate::commit::register_stores();
+            let lake = storage::lake_url(&settings.target)?;
+            let url = storage::table_url(&lake, &table)?;
+            let t = crate::commit::open(&url, &settings.storage).await?;
+            if mode != "inspect" && !crate::commit::exists(&t) {
+                crate::bail!("{table}: no Delta table at {}", storage::redact(url.as_str()));
+            }
+            match mode {
+                "optimize" => {
+                    let z = zorder.then(|| crate::commit::recorded_keys(&t)).transpose()?.flatten();
+                    if zorder && z.is_none() {
+                        crate::bail!("{table}: --zorder orders by the key columns, and the table records none");
+                    }
+                    let c = crate::upkeep::compact(t, z).await?;
+                    println!(
+                        "hvrlake: optimize: {table}: files removed={} added={} version={}",
+                        c.removed,
+                        c.added,
+                        c.version.map_or("none".into(), |v| v.to_string())
+                    );
+                }
+                "vacuum" => {
+                    let gone = crate::upkeep::vacuum(t, hours, dry).await?;
+                    let verb = if dry { "would delete" } else { "deleted" };
+                    println!("hvrlake: vacuum: {table}: {verb} {} file(s)", gone.len());
+                    for f in gone {
+                        println!("  {f}");
+                    }
+                }
+                _ => print!("{}", crate::upkeep::inspect(&t).await?),
+            }
+            Ok(())
+        })
+    };
+    match run() {
+        Ok(()) => 0,
+        Err(e) => {
+            eprintln!("{}", call::error_line(&e));
+            1
+        }
+    }
+}
+
 fn usage() -> String {
     "usage: hvrlake <mode> <channel> <location> [userarg]   (hvrlake --help for more)".to_string()
 }
@@ -88,6 +170,8 @@ pub fn help() -> String {
     h.push_str("hvrlake: loads the files of an HVR channel into Delta Lake tables, exactly as HVR's AgentPlugin calls it.\n\n");
     h.push_str("USAGE\n    hvrlake <mode> <channel> <location> [userarg]\n    ");
     h.push_str(crate::backfill::USAGE);
+    h.push_str("\n    ");
+    h.push_str(UPKEEP_USAGE);
     h.push_str("\n    hvrlake --help | --version\n\n");
     h.push_str("MODES\n");
     for (m, d) in call::MODES {

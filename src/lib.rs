@@ -10,7 +10,8 @@
 //! - [`storage`]: lake and table URLs, file locations, credentials kept out of output;
 //! - [`pipeline`]: one call's read → coalesce → commit for every table;
 //! - [`backfill`]: existing file sets (a refresh, then many cycles) → the same pipeline, in
-//!   batches of cycles, resumable.
+//!   batches of cycles, resumable;
+//! - [`upkeep`]: compaction, vacuum and `inspect`.
 
 #[cfg(feature = "lake")]
 pub mod backfill;
@@ -28,6 +29,8 @@ pub mod pipeline;
 pub mod read;
 pub mod settings;
 pub mod storage;
+#[cfg(feature = "lake")]
+pub mod upkeep;
 
 /// Crash-test hook: when the environment variable `HVRLAKE_FAILPOINT` equals `name`, the
 /// process dies on the spot (abort, like a kill), so tests can stop hvrlake at exact points

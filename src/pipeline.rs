@@ -275,9 +275,39 @@ pub async fn run(
         };
         report(&s);
         crate::failpoint(&format!("after_commit:{}", s.table));
+        if kind == Kind::Integrate && !skipped && settings.compact_small_files > 0 {
+            compact_if_needed(&lake, &s.table, settings).await;
+        }
         summaries.push(s);
     }
     Ok(summaries)
+}
+
+/// Compacts a table whose small files reached `compact_small_files`. Its data is committed
+/// already: a failure here is a warning, and the next cycle tries again.
+async fn compact_if_needed(lake: &url::Url, name: &str, settings: &Settings) {
+    let run = async {
+        let url = storage::table_url(lake, name)?;
+        let table = commit::open(&url, &settings.storage).await?;
+        let (_, small, _) = crate::upkeep::file_counts(&table)?;
+        if small < settings.compact_small_files {
+            return Ok(None);
+        }
+        crate::upkeep::compact(table, None).await.map(Some)
+    };
+    match run.await {
+        Ok(Some(c)) => println!(
+            "hvrlake: compacted: {name}: files removed={} added={} version={}",
+            c.removed,
+            c.added,
+            c.version.map_or("none".into(), |v| v.to_string())
+        ),
+        Ok(None) => {}
+        Err(e) => eprintln!(
+            "W_JX0E03: {name}: committed, but compacting its small files failed: {}",
+            storage::redact(e.message())
+        ),
+    }
 }
 
 /// A table of the call: to apply, or already applied by an earlier call.

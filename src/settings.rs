@@ -132,6 +132,11 @@ pub const SETTINGS: &[SettingDoc] = &[
         doc: "seconds a call waits for another hvrlake working on the same file location before it fails",
     },
     SettingDoc {
+        name: "compact_small_files",
+        default: "64",
+        doc: "after an integrate commit, compact the table when it has at least this many files under 32 MB (0: never); one more commit, no data change",
+    },
+    SettingDoc {
         name: "chunk_bytes",
         default: "4194304",
         doc: "size of the pieces a file is cut into for parallel parsing",
@@ -238,6 +243,8 @@ pub struct Settings {
     pub commit_retries: usize,
     /// Seconds to wait for the file location's lock.
     pub lock_wait: u64,
+    /// Small-file count at which a table is compacted after a commit (0: never).
+    pub compact_small_files: usize,
     /// Object-store options (`aws_*`, `azure_*`, and the retry options `max_retries` and
     /// `retry_timeout`), as object_store / delta-rs name them.
     pub storage: HashMap<String, String>,
@@ -459,6 +466,7 @@ impl Settings {
         ]);
         let commit_retries = count("commit_retries", 0)? as usize;
         let lock_wait = count("lock_wait", 0)?;
+        let compact_small_files = count("compact_small_files", 0)? as usize;
         let (mode_text, mode_o) = get("mode");
         let Some(mode) = Mode::parse(&mode_text) else {
             bail!(
@@ -499,6 +507,7 @@ impl Settings {
             storage: retries,
             commit_retries,
             lock_wait,
+            compact_small_files,
             target,
             op_column: non_empty("op_column")?,
             delete_column: non_empty("delete_column")?,
