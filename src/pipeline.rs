@@ -142,6 +142,8 @@ struct Prepared {
     settings_mode: Mode,
     /// Soft-delete tables: the flag and deletion-time column names.
     settings_delete_columns: (String, String),
+    /// Whether the table is to write a change data feed.
+    change_data_feed: bool,
     /// The table as loaded before reading.
     table: DeltaTable,
     columns: SchemaRef,
@@ -357,6 +359,11 @@ async fn commit_table(
     again: bool,
 ) -> Result<(Outcome, bool)> {
     let name = &p.spec.base_name;
+    let table = if p.change_data_feed {
+        commit::enable_change_data_feed(table, &p.columns, &p.keys).await?
+    } else {
+        table
+    };
     let mark = match cycle {
         Some(c) => {
             if again && progress::applied(&table, c).await? {
@@ -657,6 +664,7 @@ async fn prepare(
             settings.delete_column.clone(),
             settings.deleted_at_column.clone(),
         ),
+        change_data_feed: settings.change_data_feed_for(&spec.base_name, &spec.name),
         spec,
         table,
         columns,

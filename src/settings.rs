@@ -132,6 +132,11 @@ pub const SETTINGS: &[SettingDoc] = &[
         doc: "seconds a call waits for another hvrlake working on the same file location before it fails",
     },
     SettingDoc {
+        name: "change_data_feed",
+        default: "false",
+        doc: "true (every table) or a comma list of tables that keep a Delta change data feed (delta.enableChangeDataFeed), for readers that stream the changes",
+    },
+    SettingDoc {
         name: "compact_small_files",
         default: "64",
         doc: "after an integrate commit, compact the table when it has at least this many files under 32 MB (0: never); one more commit, no data change",
@@ -243,6 +248,9 @@ pub struct Settings {
     pub commit_retries: usize,
     /// Seconds to wait for the file location's lock.
     pub lock_wait: u64,
+    /// Tables that get `delta.enableChangeDataFeed`: None no table, an empty list every
+    /// table, else those (lower case).
+    pub change_data_feed: Option<Vec<String>>,
     /// Small-file count at which a table is compacted after a commit (0: never).
     pub compact_small_files: usize,
     /// Object-store options (`aws_*`, `azure_*`, and the retry options `max_retries` and
@@ -277,6 +285,15 @@ impl std::fmt::Display for Origin {
 type Raw = BTreeMap<String, (String, Origin)>;
 
 impl Settings {
+    /// Whether a table (by its target or channel name) keeps a change data feed.
+    pub fn change_data_feed_for(&self, base: &str, channel: &str) -> bool {
+        self.change_data_feed.as_ref().is_some_and(|l| {
+            l.is_empty()
+                || l.iter()
+                    .any(|t| t.eq_ignore_ascii_case(base) || t.eq_ignore_ascii_case(channel))
+        })
+    }
+
     /// The mode of a table, by its target or channel name.
     pub fn mode_of(&self, base: &str, channel: &str) -> Mode {
         [base, channel]
@@ -508,6 +525,16 @@ impl Settings {
             commit_retries,
             lock_wait,
             compact_small_files,
+            change_data_feed: match get("change_data_feed")
+                .0
+                .trim()
+                .to_ascii_lowercase()
+                .as_str()
+            {
+                "false" | "0" | "no" | "off" | "" => None,
+                "true" | "1" | "yes" | "on" => Some(Vec::new()),
+                list => Some(list.split(',').map(|t| t.trim().to_string()).collect()),
+            },
             target,
             op_column: non_empty("op_column")?,
             delete_column: non_empty("delete_column")?,

@@ -138,3 +138,68 @@ fn a_soft_delete_table_keeps_deleted_rows_flagged_and_an_insert_revives_them() {
     h.ok("integ_end", &[&t], &["3-acct.csv"]);
     assert_eq!(h.rows("acct").rows[1], row(&["2", "b2", "false", "NULL"]));
 }
+
+#[test]
+fn a_table_with_the_change_data_feed_on_streams_its_changes() {
+    let mut h = Hvr::new();
+    h.userarg = "change_data_feed=feed".into();
+    let feed = Table::new("feed", &["id"], COLS);
+    let plain = Table::new("plain", &["id"], COLS);
+    let head = "id,v,hvr_op,hvr_integ_seq\n";
+    for t in ["feed", "plain"] {
+        h.write(
+            &format!("1-{t}.csv"),
+            format!("{head}1,a,1,1\n2,b,1,2\n3,c,1,3\n"),
+        );
+        h.write(
+            &format!("2-{t}.csv"),
+            format!("{head}1,a2,2,10\n2,b,0,11\n4,d,1,12\n"),
+        );
+    }
+    h.ok(
+        "refr_write_end",
+        &[&feed, &plain],
+        &["1-feed.csv", "1-plain.csv"],
+    );
+    h.ok(
+        "integ_end",
+        &[&feed, &plain],
+        &["2-feed.csv", "2-plain.csv"],
+    );
+    assert_eq!(
+        h.rows("feed").rows,
+        vec![row(&["1", "a2"]), row(&["3", "c"]), row(&["4", "d"])]
+    );
+    // Read the feed with the Python deltalake package, from the cycle's version on.
+    let script = "import sys\nfrom deltalake import DeltaTable\n\
+        t = DeltaTable(sys.argv[1])\n\
+        print(t.metadata().configuration.get('delta.enableChangeDataFeed'))\n\
+        v = t.version()\n\
+        import pyarrow as pa\n\
+        rows = pa.table(t.load_cdf(starting_version=v).read_all()).to_pylist()\n\
+        print(sorted((r['id'], r['v'], r['_change_type']) for r in rows))\n";
+    let py = std::env::var("HVRLAKE_TEST_PYTHON").unwrap_or_else(|_| "python3".into());
+    let run = |table: &str| {
+        let out = std::process::Command::new(&py)
+            .arg("-c")
+            .arg(script)
+            .arg(h.lake.path().join(table))
+            .output()
+            .unwrap();
+        format!(
+            "{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        )
+    };
+    let out = run("feed");
+    assert!(
+        out.starts_with("true\n")
+            && out.contains("(1, 'a', 'update_preimage'), (1, 'a2', 'update_postimage'), (2, 'b', 'delete'), (4, 'd', 'insert')"),
+        "{out}"
+    );
+    assert!(
+        run("plain").starts_with("None\n"),
+        "only the table named has the feed"
+    );
+}

@@ -182,7 +182,8 @@ fn upsert_rows(batches: &[RecordBatch], columns: &SchemaRef) -> Result<Vec<Recor
 }
 
 /// Whether the table's rows are exactly its Parquet files' rows under their own column
-/// names: no deletion vectors (another engine may have written some) and no column mapping.
+/// names (no deletion vectors, which another engine may have written, and no column mapping),
+/// and no change data feed to write.
 /// Only then can hvrlake rewrite files itself; otherwise delta-rs's MERGE does the work.
 fn plain_files(table: &DeltaTable) -> Result<bool> {
     let snapshot = table.snapshot()?;
@@ -195,7 +196,8 @@ fn plain_files(table: &DeltaTable) -> Result<bool> {
         .log_data()
         .iter()
         .any(|f| f.deletion_vector_descriptor().is_some());
-    Ok(!mapped && !vectors)
+    // With the change data feed on, delta-rs's MERGE writes the change files readers need.
+    Ok(!mapped && !vectors && !super::change_data_feed(table))
 }
 
 /// The changes' keys, row-encoded, and whether each is an upsert.

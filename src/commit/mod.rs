@@ -276,3 +276,40 @@ pub async fn append(
         },
     ))
 }
+
+/// The table property that switches the change data feed on.
+pub const CHANGE_DATA_FEED: &str = "delta.enableChangeDataFeed";
+
+/// Whether the table writes a change data feed.
+pub fn change_data_feed(table: &DeltaTable) -> bool {
+    table.snapshot().is_ok_and(|s| {
+        s.metadata()
+            .configuration()
+            .get(CHANGE_DATA_FEED)
+            .is_some_and(|v| v.eq_ignore_ascii_case("true"))
+    })
+}
+
+/// Switches the change data feed on for `table` (creating the table with `columns` and `keys`
+/// first when it does not exist yet); a table that has it already is returned as it is.
+pub async fn enable_change_data_feed(
+    table: DeltaTable,
+    columns: &SchemaRef,
+    keys: &[String],
+) -> Result<DeltaTable> {
+    let table = if exists(&table) {
+        table
+    } else {
+        create(table, columns, keys).await?
+    };
+    if change_data_feed(&table) {
+        return Ok(table);
+    }
+    Ok(table
+        .set_tbl_properties()
+        .with_properties(HashMap::from([(
+            CHANGE_DATA_FEED.to_string(),
+            "true".to_string(),
+        )]))
+        .await?)
+}
