@@ -126,3 +126,32 @@ fn optimize_vacuum_and_inspect_from_the_command_line() {
     assert_eq!(code, 0, "{out}");
     assert!(out.contains("no Delta table here"), "{out}");
 }
+
+#[test]
+fn checkpoints_are_written_on_the_delta_interval() {
+    // Delta's default interval is 100 commits: without checkpoints every load replays the
+    // whole log and each cycle gets slower.
+    let h = Hvr::new();
+    let t = Table::new("t", &["id"], &["id", "v", "hvr_op", "hvr_integ_seq"]);
+    for c in 0..101 {
+        let name = format!("{c}-t.csv");
+        h.write(
+            &name,
+            format!("id,v,hvr_op,hvr_integ_seq\n{},v,1,{c:x}\n", c % 7),
+        );
+        h.ok("integ_end", &[&t], &[&name]);
+    }
+    let log = h.table_dir("t").join("_delta_log");
+    let checkpoints: Vec<String> = std::fs::read_dir(&log)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .filter(|n| n.contains(".checkpoint"))
+        .collect();
+    assert!(
+        checkpoints
+            .iter()
+            .any(|n| n.starts_with("00000000000000000099.checkpoint")),
+        "{checkpoints:?}"
+    );
+    assert_eq!(h.rows("t").rows.len(), 7);
+}

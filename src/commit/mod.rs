@@ -199,16 +199,18 @@ pub fn writer_properties(columns: &SchemaRef) -> WriterProperties {
 /// progress `mark` when given; returns the table at the new version.
 pub async fn commit_actions(
     mut table: DeltaTable,
-    mut actions: Vec<Action>,
+    actions: Vec<Action>,
     operation: DeltaOperation,
     mark: Option<&progress::Mark>,
 ) -> Result<(DeltaTable, u64)> {
-    let mut builder = CommitBuilder::default();
-    if let Some(m) = mark {
-        actions.push(Action::Txn(m.txn.clone()));
-        builder = builder.with_app_metadata(m.info.clone());
-    }
-    let done = builder
+    // Built from commit properties (not CommitBuilder::default()) so that delta-rs's
+    // post-commit hook writes checkpoints on the table's interval: without them every load
+    // replays the whole log, and each cycle gets slower than the last.
+    let props = match mark {
+        Some(m) => m.properties(),
+        None => deltalake::kernel::transaction::CommitProperties::default(),
+    };
+    let done = CommitBuilder::from(props)
         .with_actions(actions)
         .build(Some(table.snapshot()?), table.log_store(), operation)
         .await?;
