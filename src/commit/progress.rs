@@ -66,11 +66,20 @@ pub async fn last_entry(table: &DeltaTable, app_id: &str) -> Result<Option<Value
     let Some(last) = last_version(table, app_id).await? else {
         return Ok(None);
     };
-    let infos: Vec<_> = table.history(Some(HISTORY)).try_collect().await?;
-    Ok(infos.into_iter().find_map(|info| {
-        let entry = info.info.get(INFO_KEY)?;
-        (entry["app_id"] == app_id && entry["txn"] == last).then(|| entry.clone())
-    }))
+    // Almost always one of the last few commits: read a few, then more.
+    let mut seen = 0;
+    for limit in [4, 32, HISTORY] {
+        let infos: Vec<_> = table.history(Some(limit)).try_collect().await?;
+        let found = infos.iter().find_map(|info| {
+            let entry = info.info.get(INFO_KEY)?;
+            (entry["app_id"] == app_id && entry["txn"] == last).then(|| entry.clone())
+        });
+        if found.is_some() || infos.len() <= seen || infos.len() < limit {
+            return Ok(found);
+        }
+        seen = infos.len();
+    }
+    Ok(None)
 }
 
 /// Whether `cycle` is the last cycle applied for its app id: the commit that carries the
