@@ -526,9 +526,49 @@ async fn prepare(
     let keep = keeps_extras(&spec, settings);
     let existing = commit::columns(&table).context(&base)?;
     let mut guess: Option<(Vec<String>, Option<SchemaRef>, PerInput)> = None;
+    // Columns in the files that the table does not have yet: an integrate adds them.
+    let new_columns = |existing: &SchemaRef| -> Vec<String> {
+        let mut new: Vec<String> = Vec::new();
+        for n in headers.iter().flatten() {
+            let known = existing
+                .fields()
+                .iter()
+                .any(|f| f.name().eq_ignore_ascii_case(n))
+                || new.iter().any(|m| m.eq_ignore_ascii_case(n));
+            // Only columns HVR lists (HVR_COL_NAMES grows with the source table); another
+            // name in a header stays an error.
+            let listed =
+                spec.columns.is_empty() || spec.columns.iter().any(|c| c.eq_ignore_ascii_case(n));
+            if !known && listed && (keep || !is_extra(n, settings)) {
+                new.push(n.clone());
+            }
+        }
+        new
+    };
     let mut columns = match (kind, existing) {
-        // An integrate keeps the table's columns; a refresh may bring new ones.
-        (Kind::Integrate, Some(existing)) => existing,
+        // An integrate keeps the table's columns, and adds the new ones a cycle brings
+        // (their types inferred from the files, or declared).
+        (Kind::Integrate, Some(existing)) => {
+            let new = new_columns(&existing);
+            if new.is_empty() {
+                existing
+            } else {
+                let names: Vec<String> = existing
+                    .fields()
+                    .iter()
+                    .map(|f| f.name().clone())
+                    .chain(new)
+                    .collect();
+                let types =
+                    TypeSources::new(&names, Some(&existing), &spec, settings, &inputs, &headers);
+                let inferred = if types.need_inference() {
+                    types.infer_all()?
+                } else {
+                    vec![None; inputs.len()]
+                };
+                types.resolve(&inferred)?
+            }
+        }
         (_, existing) => {
             let mut names: Vec<String> = if spec.columns.is_empty() {
                 headers.first().cloned().unwrap_or_default()

@@ -203,3 +203,62 @@ fn a_table_with_the_change_data_feed_on_streams_its_changes() {
         "only the table named has the feed"
     );
 }
+
+#[test]
+fn a_column_that_appears_in_cycle_3_is_added_and_older_rows_read_null() {
+    let h = Hvr::new();
+    let t = Table::new("t", &["id"], &["id", "v", "hvr_op", "hvr_integ_seq"]);
+    let head = "id,v,hvr_op,hvr_integ_seq\n";
+    h.write("1-t.csv", format!("{head}1,a,1,1\n2,b,1,2\n3,c,1,3\n"));
+    h.ok("refr_write_end", &[&t], &["1-t.csv"]);
+    h.write("2-t.csv", format!("{head}1,a2,2,10\n"));
+    h.ok("integ_end", &[&t], &["2-t.csv"]);
+    // Cycle 3: the source table got a column `qty` (HVR_COL_NAMES grows).
+    let t3 = Table::new("t", &["id"], &["id", "v", "qty", "hvr_op", "hvr_integ_seq"]);
+    h.write(
+        "3-t.csv",
+        "id,v,qty,hvr_op,hvr_integ_seq\n2,b2,7,2,20\n4,d,9,1,21\n",
+    );
+    let out = h.ok("integ_end", &[&t3], &["3-t.csv"]);
+    assert!(
+        out.stdout.contains("inserted=1 updated=1"),
+        "{}",
+        out.stdout
+    );
+    assert_eq!(
+        h.types("t"),
+        vec!["id:Int64", "v:Utf8", "qty:Int64"],
+        "the new column, typed from its values"
+    );
+    assert_eq!(
+        h.rows("t").rows,
+        vec![
+            row(&["1", "a2", "NULL"]),
+            row(&["2", "b2", "7"]),
+            row(&["3", "c", "NULL"]),
+            row(&["4", "d", "9"]),
+        ]
+    );
+    // Another reader (the Python deltalake package) sees the same.
+    let py = std::env::var("HVRLAKE_TEST_PYTHON").unwrap_or_else(|_| "python3".into());
+    let script = "import sys, pyarrow as pa\nfrom deltalake import DeltaTable\n\
+        t = pa.table(DeltaTable(sys.argv[1]).to_pyarrow_table())\n\
+        print(sorted((r['id'], r['qty']) for r in t.to_pylist()))\n";
+    let out = std::process::Command::new(py)
+        .arg("-c")
+        .arg(script)
+        .arg(h.lake.path().join("t"))
+        .output()
+        .unwrap();
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout).trim(),
+        "[(1, None), (2, 7), (3, None), (4, 9)]",
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    // Cycle 4: a file without `v` (a dropped column): the column stays, NULL from then on.
+    h.write("4-t.csv", "id,qty,hvr_op,hvr_integ_seq\n3,5,2,30\n");
+    h.ok("integ_end", &[&t3], &["4-t.csv"]);
+    assert_eq!(h.rows("t").rows[2], row(&["3", "NULL", "5"]));
+    assert_eq!(h.types("t").len(), 3);
+}

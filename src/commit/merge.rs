@@ -72,6 +72,7 @@ pub async fn apply(
         let table = table
             .write(batches)
             .with_save_mode(mode)
+            .with_schema_mode(deltalake::operations::write::SchemaMode::Merge)
             .with_commit_properties(mark.map(Mark::properties).unwrap_or_default())
             .with_writer_properties(writer_properties(&columns))
             .await?;
@@ -107,6 +108,7 @@ pub async fn apply(
         .merge(source, on)
         .with_source_alias("s")
         .with_target_alias("t")
+        .with_merge_schema(true)
         .with_writer_properties(writer_properties(&columns))
         .when_matched_delete(|d| d.predicate(is_upsert().not()))?
         .when_matched_update(|u| {
@@ -480,6 +482,8 @@ async fn rewrite(
         actions.push(Action::Remove(remove));
     }
     let (table, adds) = staged.into_parts();
+    // New columns a cycle brought: files written before lack them and read as NULL.
+    actions.extend(super::schema_change(&table, &columns)?);
     actions.extend(adds.into_iter().map(Action::Add));
     let on = keys
         .iter()

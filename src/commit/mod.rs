@@ -265,6 +265,7 @@ pub async fn append(
     let table = table
         .write(batches)
         .with_save_mode(SaveMode::Append)
+        .with_schema_mode(deltalake::operations::write::SchemaMode::Merge)
         .with_writer_properties(writer_properties(columns))
         .with_commit_properties(mark.map(progress::Mark::properties).unwrap_or_default())
         .await?;
@@ -314,4 +315,32 @@ pub async fn enable_change_data_feed(
             "true".to_string(),
         )]))
         .await?)
+}
+
+/// The Metadata action that gives `table` the columns `columns`, when they differ from its
+/// current ones (a cycle brought new columns); None when they are the same.
+pub fn schema_change(table: &DeltaTable, columns: &SchemaRef) -> Result<Option<Action>> {
+    use deltalake::kernel::MetadataExt;
+    if !exists(table) {
+        return Ok(None);
+    }
+    let snapshot = table.snapshot()?;
+    let current = snapshot.snapshot().arrow_schema();
+    let same = current.fields().len() == columns.fields().len()
+        && current.fields().iter().zip(columns.fields()).all(|(x, y)| {
+            x.name() == y.name()
+                && x.data_type() == y.data_type()
+                && x.is_nullable() == y.is_nullable()
+        });
+    if same {
+        return Ok(None);
+    }
+    let schema: StructType = columns.as_ref().try_into_kernel()?;
+    Ok(Some(Action::Metadata(
+        snapshot
+            .metadata()
+            .clone()
+            .with_schema(&schema)
+            .map_err(|e| crate::error::Error::msg(e.to_string()))?,
+    )))
 }

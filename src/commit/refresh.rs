@@ -5,13 +5,12 @@
 
 use arrow::datatypes::SchemaRef;
 use deltalake::DeltaTable;
-use deltalake::kernel::engine::arrow_conversion::TryIntoKernel;
-use deltalake::kernel::{Action, MetadataExt, StructType};
+use deltalake::kernel::Action;
 use deltalake::protocol::{DeltaOperation, SaveMode};
 
 use super::Outcome;
 use super::files::Staged;
-use crate::error::{Error, Result};
+use crate::error::Result;
 
 impl Staged {
     /// Commits the staged files as the table's whole content: one overwrite commit that
@@ -52,17 +51,7 @@ impl Staged {
         };
         let snapshot = table.snapshot()?;
         let mut actions = Vec::with_capacity(self.adds.len() + 1);
-        let current = snapshot.snapshot().arrow_schema();
-        if !same_columns(&current, columns) {
-            let schema: StructType = columns.as_ref().try_into_kernel()?;
-            actions.push(Action::Metadata(
-                snapshot
-                    .metadata()
-                    .clone()
-                    .with_schema(&schema)
-                    .map_err(|e| Error::msg(e.to_string()))?,
-            ));
-        }
+        actions.extend(super::schema_change(&table, columns)?);
         actions.extend(
             snapshot
                 .log_data()
@@ -86,14 +75,4 @@ impl Staged {
             },
         ))
     }
-}
-
-/// Whether two schemas have the same column names, types and nullability, in order.
-fn same_columns(a: &SchemaRef, b: &SchemaRef) -> bool {
-    a.fields().len() == b.fields().len()
-        && a.fields().iter().zip(b.fields()).all(|(x, y)| {
-            x.name() == y.name()
-                && x.data_type() == y.data_type()
-                && x.is_nullable() == y.is_nullable()
-        })
 }
