@@ -277,25 +277,42 @@ pub async fn run(
         };
         report(&s);
         crate::failpoint(&format!("after_commit:{}", s.table));
-        if kind == Kind::Integrate && !skipped && settings.compact_small_files > 0 {
-            compact_if_needed(&lake, &s.table, settings).await;
+        if kind == Kind::Integrate
+            && !skipped
+            && (settings.compact_small_files > 0 || settings.compact_every > 0)
+        {
+            let app = cycle.as_ref().map(|c| c.app_id.as_str());
+            compact_if_needed(&lake, &s.table, app, settings).await;
         }
         summaries.push(s);
     }
     Ok(summaries)
 }
 
-/// Compacts a table whose small files reached `compact_small_files`. Its data is committed
+/// Compacts a table whose small files reached `compact_small_files`, or every
+/// `compact_every` cycles (Z-ordered by its keys with `compact_zorder`). Its data is committed
 /// already: a failure here is a warning, and the next cycle tries again.
-async fn compact_if_needed(lake: &url::Url, name: &str, settings: &Settings) {
+async fn compact_if_needed(lake: &url::Url, name: &str, app_id: Option<&str>, settings: &Settings) {
     let run = async {
         let url = storage::table_url(lake, name)?;
         let table = commit::open(&url, &settings.storage).await?;
         let (_, small, _) = crate::upkeep::file_counts(&table)?;
-        if small < settings.compact_small_files {
+        let by_count = settings.compact_small_files > 0 && small >= settings.compact_small_files;
+        // Every N cycles: the app id's txn version counts the cycles applied.
+        let by_cycle = match (settings.compact_every, app_id) {
+            (0, _) | (_, None) => false,
+            (n, Some(app)) => progress::last_version(&table, app)
+                .await?
+                .is_some_and(|v| v > 0 && v as u64 % n as u64 == 0),
+        };
+        if !by_count && !by_cycle {
             return Ok(None);
         }
-        crate::upkeep::compact(table, None).await.map(Some)
+        let zorder = match settings.compact_zorder {
+            true => commit::recorded_keys(&table)?,
+            false => None,
+        };
+        crate::upkeep::compact(table, zorder).await.map(Some)
     };
     match run.await {
         Ok(Some(c)) => println!(

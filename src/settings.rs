@@ -142,6 +142,16 @@ pub const SETTINGS: &[SettingDoc] = &[
         doc: "after an integrate commit, compact the table when it has at least this many files under 32 MB (0: never); one more commit, no data change",
     },
     SettingDoc {
+        name: "compact_every",
+        default: "0",
+        doc: "also compact a table after every N-th cycle applied to it (0: never)",
+    },
+    SettingDoc {
+        name: "compact_zorder",
+        default: "false",
+        doc: "true: compaction Z-orders the table by its key columns (clusters keys, so merges touch fewer files)",
+    },
+    SettingDoc {
         name: "chunk_bytes",
         default: "4194304",
         doc: "size of the pieces a file is cut into for parallel parsing",
@@ -253,6 +263,10 @@ pub struct Settings {
     pub change_data_feed: Option<Vec<String>>,
     /// Small-file count at which a table is compacted after a commit (0: never).
     pub compact_small_files: usize,
+    /// Compact after every N-th cycle (0: never).
+    pub compact_every: usize,
+    /// Whether compaction Z-orders by the key columns.
+    pub compact_zorder: bool,
     /// Object-store options (`aws_*`, `azure_*`, and the retry options `max_retries` and
     /// `retry_timeout`), as object_store / delta-rs name them.
     pub storage: HashMap<String, String>,
@@ -484,6 +498,7 @@ impl Settings {
         let commit_retries = count("commit_retries", 0)? as usize;
         let lock_wait = count("lock_wait", 0)?;
         let compact_small_files = count("compact_small_files", 0)? as usize;
+        let compact_every = count("compact_every", 0)? as usize;
         let (mode_text, mode_o) = get("mode");
         let Some(mode) = Mode::parse(&mode_text) else {
             bail!(
@@ -525,6 +540,8 @@ impl Settings {
             commit_retries,
             lock_wait,
             compact_small_files,
+            compact_every,
+            compact_zorder: boolean("compact_zorder")?,
             change_data_feed: match get("change_data_feed")
                 .0
                 .trim()

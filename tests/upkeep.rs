@@ -155,3 +155,25 @@ fn checkpoints_are_written_on_the_delta_interval() {
     );
     assert_eq!(h.rows("t").rows.len(), 7);
 }
+
+#[test]
+fn compaction_every_n_cycles_z_ordered_by_the_keys() {
+    let mut h = Hvr::new();
+    h.userarg = "compact_small_files=0 compact_every=3 compact_zorder=true".into();
+    let t = Table::new("t", &["id"], &["id", "v", "hvr_op", "hvr_integ_seq"]);
+    let mut compacted_at = Vec::new();
+    for c in 1..=7u64 {
+        let name = format!("{c}-t.csv");
+        let rows: String = (0..5)
+            .map(|j| format!("{},v{c},1,{:x}\n", c * 10 + j, c * 10 + j))
+            .collect();
+        h.write(&name, format!("id,v,hvr_op,hvr_integ_seq\n{rows}"));
+        let out = h.ok("integ_end", &[&t], &[&name]);
+        if out.stdout.contains("hvrlake: compacted: t:") {
+            compacted_at.push(c);
+        }
+    }
+    assert_eq!(compacted_at, vec![3, 6]);
+    assert_eq!(h.rows("t").rows.len(), 35);
+    assert!(data_files(&h, "t") <= 2, "{}", data_files(&h, "t"));
+}
