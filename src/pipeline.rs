@@ -303,7 +303,7 @@ async fn compact_if_needed(lake: &url::Url, name: &str, app_id: Option<&str>, se
             (0, _) | (_, None) => false,
             (n, Some(app)) => progress::last_version(&table, app)
                 .await?
-                .is_some_and(|v| v > 0 && v as u64 % n as u64 == 0),
+                .is_some_and(|v| v > 0 && (v as u64).is_multiple_of(n as u64)),
         };
         if !by_count && !by_cycle {
             return Ok(None);
