@@ -138,12 +138,6 @@ impl std::fmt::Display for Summary {
 /// A table read and checked, ready to commit.
 struct Prepared {
     spec: TableSpec,
-    /// The table's mode.
-    settings_mode: Mode,
-    /// Soft-delete tables: the flag and deletion-time column names.
-    settings_delete_columns: (String, String),
-    /// Whether the table is to write a change data feed.
-    change_data_feed: bool,
     /// The table as loaded before reading.
     table: DeltaTable,
     columns: SchemaRef,
@@ -246,7 +240,7 @@ pub async fn run(
         let mut table = p.table.clone();
         let mut attempt = 0;
         let outcome = loop {
-            match commit_table(&ctx, &p, table, cycle.as_ref(), attempt > 0).await {
+            match commit_table(&ctx, &p, settings, table, cycle.as_ref(), attempt > 0).await {
                 Ok(outcome) => break outcome,
                 Err(e) if e.is_transient() && attempt < settings.commit_retries => {
                     // Another writer committed first, or the store failed through its own
@@ -265,7 +259,7 @@ pub async fn run(
             }
         };
         // `skipped`: an earlier attempt of this call landed although its answer was lost.
-        let (outcome, skipped) = outcome;
+        let (outcome, skipped, table) = outcome;
         let s = Summary {
             table: name,
             rows_in: if skipped { 0 } else { p.rows_in },
@@ -282,7 +276,7 @@ pub async fn run(
             && (settings.compact_small_files > 0 || settings.compact_every > 0)
         {
             let app = cycle.as_ref().map(|c| c.app_id.as_str());
-            compact_if_needed(&lake, &s.table, app, settings).await;
+            compact_if_needed(table, &s.table, app, settings).await;
         }
         summaries.push(s);
     }
@@ -292,10 +286,13 @@ pub async fn run(
 /// Compacts a table whose small files reached `compact_small_files`, or every
 /// `compact_every` cycles (Z-ordered by its keys with `compact_zorder`). Its data is committed
 /// already: a failure here is a warning, and the next cycle tries again.
-async fn compact_if_needed(lake: &url::Url, name: &str, app_id: Option<&str>, settings: &Settings) {
+async fn compact_if_needed(
+    table: DeltaTable,
+    name: &str,
+    app_id: Option<&str>,
+    settings: &Settings,
+) {
     let run = async {
-        let url = storage::table_url(lake, name)?;
-        let table = commit::open(&url, &settings.storage).await?;
         let (_, small, _) = crate::upkeep::file_counts(&table)?;
         let by_count = settings.compact_small_files > 0 && small >= settings.compact_small_files;
         // Every N cycles: the app id's txn version counts the cycles applied.
@@ -368,15 +365,18 @@ fn max_seq(payload: &Payload) -> Option<String> {
 
 /// One attempt at a table's commit, on `table` as last loaded. `again`: an earlier attempt
 /// failed, and may have landed; then the table is asked first, and `true` says it had.
+/// Returns the table as committed.
 async fn commit_table(
     ctx: &SessionContext,
     p: &Prepared,
+    settings: &Settings,
     table: DeltaTable,
     cycle: Option<&progress::Cycle>,
     again: bool,
-) -> Result<(Outcome, bool)> {
+) -> Result<(Outcome, bool, DeltaTable)> {
     let name = &p.spec.base_name;
-    let table = if p.change_data_feed {
+    let mode = settings.mode_of(name, &p.spec.name);
+    let table = if settings.change_data_feed_for(name, &p.spec.name) {
         commit::enable_change_data_feed(table, &p.columns, &p.keys).await?
     } else {
         table
@@ -388,7 +388,7 @@ async fn commit_table(
                     version: table.version(),
                     ..Outcome::default()
                 };
-                return Ok((outcome, true));
+                return Ok((outcome, true, table));
             }
             Some(progress::mark(&table, c).await?)
         }
@@ -404,7 +404,7 @@ async fn commit_table(
             stage_time(name, "commit", t);
             done
         }
-        Payload::Changes { changes, .. } if p.settings_mode == Mode::Append => {
+        Payload::Changes { changes, .. } if mode == Mode::Append => {
             let t = Instant::now();
             let done = commit::append(table, changes, &p.columns, &p.keys, mark).await;
             stage_time(name, "append", t);
@@ -415,9 +415,9 @@ async fn commit_table(
             let mut net =
                 coalesce::coalesce(ctx, schema.clone(), changes.clone(), &p.keys, Some(&table))
                     .await?;
-            if p.settings_mode == Mode::SoftDelete {
-                let flag = p.columns.index_of(&p.settings_delete_columns.0)?;
-                let at = p.columns.index_of(&p.settings_delete_columns.1)?;
+            if mode == Mode::SoftDelete {
+                let flag = p.columns.index_of(&settings.delete_column)?;
+                let at = p.columns.index_of(&settings.deleted_at_column)?;
                 let now = std::time::SystemTime::now()
                     .duration_since(std::time::UNIX_EPOCH)
                     .map_or(0, |d| d.as_micros() as i64);
@@ -432,7 +432,7 @@ async fn commit_table(
             done
         }
     };
-    done.map(|(_, outcome)| (outcome, false))
+    done.map(|(table, outcome)| (outcome, false, table))
 }
 
 /// With `HVRLAKE_TIMINGS` set, prints how long a stage of a table took (on stderr).
@@ -716,12 +716,6 @@ async fn prepare(
         }
     };
     Ok(Prepared {
-        settings_mode: settings.mode_of(&spec.base_name, &spec.name),
-        settings_delete_columns: (
-            settings.delete_column.clone(),
-            settings.deleted_at_column.clone(),
-        ),
-        change_data_feed: settings.change_data_feed_for(&spec.base_name, &spec.name),
         spec,
         table,
         columns,

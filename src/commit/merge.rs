@@ -141,18 +141,20 @@ pub async fn apply(
 
 /// A commit of the cycle's progress alone (no data change); none without a mark.
 async fn progress_only(table: DeltaTable, mark: Option<&Mark>) -> Result<(DeltaTable, Outcome)> {
-    let version = match mark {
+    let (table, version) = match mark {
         Some(m) => {
             let operation = DeltaOperation::Write {
                 mode: SaveMode::Append,
                 partition_by: None,
                 predicate: None,
             };
-            let (_, v) =
-                super::commit_actions(table.clone(), Vec::new(), operation, Some(m)).await?;
-            Some(v)
+            let (table, v) = super::commit_actions(table, Vec::new(), operation, Some(m)).await?;
+            (table, Some(v))
         }
-        None => table.version(),
+        None => {
+            let v = table.version();
+            (table, v)
+        }
     };
     Ok((
         table,

@@ -49,9 +49,10 @@ pub async fn run(
     };
     let pattern = FilePattern::new(&settings.file_pattern)?;
     // One call at a time works on a location's files (held until this function returns).
-    let _lock = match super::lock::lock_dir(hvr.state_dir.as_deref(), hvr.file_loc.as_deref()) {
+    let state_dir = super::lock::lock_dir(hvr.state_dir.as_deref(), hvr.file_loc.as_deref());
+    let _lock = match &state_dir {
         Some(dir) => Some(super::lock::acquire(
-            &dir,
+            dir,
             std::time::Duration::from_secs(settings.lock_wait),
         )?),
         None => None,
@@ -75,7 +76,6 @@ pub async fn run(
     if kind == Kind::Integrate && hvr.tables.is_empty() && hvr.files.is_empty() {
         // HVR's call after an interrupted integrate job: the earlier cycles' files may still
         // lie in the location.
-        let state_dir = super::lock::lock_dir(hvr.state_dir.as_deref(), hvr.file_loc.as_deref());
         return super::recover::leftover_cycles(&call, state_dir.as_deref()).await;
     }
     super::recover::remember(&call, &hvr.tables).await?;
