@@ -410,6 +410,13 @@ async fn commit_table(
             stage_time(name, "append", t);
             done
         }
+        Payload::Changes { changes, schema } if mode == Mode::History => {
+            let t = Instant::now();
+            let done =
+                commit::history::apply(table, changes, schema, &p.columns, &p.keys, mark).await;
+            stage_time(name, "history", t);
+            done
+        }
         Payload::Changes { changes, schema } => {
             let t = Instant::now();
             let mut net =
@@ -789,11 +796,14 @@ async fn stage_refresh(
     settled: Option<&[Vec<bool>]>,
 ) -> Result<(Staged, usize, PerInput)> {
     let writers = std::thread::available_parallelism().map_or(1, usize::from);
-    // Soft-delete tables: refresh rows are not deleted.
-    let soft_delete = match settings.mode_of(&spec.base_name, &spec.name) {
+    // Soft-delete tables: refresh rows are not deleted. History tables: refresh rows are the
+    // current versions from now on.
+    let mode = settings.mode_of(&spec.base_name, &spec.name);
+    let soft_delete = match mode {
         Mode::SoftDelete => layout.columns.index_of(&settings.delete_column).ok(),
         _ => None,
     };
+    let now = commit::history::now_micros();
     let sink = Mutex::new(FileSink::start(
         table.clone(),
         layout.columns.clone(),
@@ -812,6 +822,7 @@ async fn stage_refresh(
                     rows += b.num_rows();
                     let b = match soft_delete {
                         Some(flag) => crate::change::with_flag(&b, flag, false)?,
+                        None if mode == Mode::History => commit::history::refresh_rows(&b, now)?,
                         None => b,
                     };
                     sink.lock().expect("file sink").send(b)
@@ -1018,6 +1029,26 @@ impl<'s, 'i> TypeSources<'s, 'i> {
                 }
             };
             fields.push(Field::new(n, ty, true));
+        }
+        if self.settings.mode_of(self.base, self.channel) == Mode::History {
+            // The validity columns, after the data columns (kept where they are).
+            for f in commit::history::fields() {
+                if let Some(data) = self.names.iter().find(|n| n.eq_ignore_ascii_case(f.name())) {
+                    if self.existing_field(data).is_none() {
+                        bail!(
+                            "{}: column '{data}' has the name of a column hvrlake adds in mode=history ({}); rename it on the way (ColumnProperties /BaseName) or use another mode",
+                            self.base,
+                            commit::history::fields()
+                                .iter()
+                                .map(|f| f.name().as_str())
+                                .collect::<Vec<_>>()
+                                .join(", ")
+                        );
+                    }
+                    continue;
+                }
+                fields.push(f);
+            }
         }
         if self.settings.mode_of(self.base, self.channel) == Mode::SoftDelete {
             // The deletion flag and time, after the data columns (kept where they are).

@@ -54,7 +54,7 @@ pub const SETTINGS: &[SettingDoc] = &[
     SettingDoc {
         name: "mode",
         default: "merge",
-        doc: "what a table keeps: merge (the current rows; deletes remove them), soft_delete (deleted rows stay, flagged in delete_column with the time in deleted_at_column) or append (every change as a row with its hvr_* columns); per table as mode.TABLE=MODE",
+        doc: "what a table keeps: merge (the current rows; deletes remove them), soft_delete (deleted rows stay, flagged in delete_column with the time in deleted_at_column), history (every version of a row with valid_from, valid_to, is_current, op, integ_seq) or append (every change as a row with its hvr_* columns); per table as mode.TABLE=MODE",
     },
     SettingDoc {
         name: "deleted_at_column",
@@ -206,6 +206,8 @@ pub enum Mode {
     Append,
     /// The current rows, but a delete keeps its row, flagged deleted with the time.
     SoftDelete,
+    /// Every version of every row, with its validity interval (SCD type 2).
+    History,
 }
 
 impl Mode {
@@ -214,6 +216,7 @@ impl Mode {
             "merge" => Some(Mode::Merge),
             "append" => Some(Mode::Append),
             "soft_delete" => Some(Mode::SoftDelete),
+            "history" => Some(Mode::History),
             _ => None,
         }
     }
@@ -356,7 +359,7 @@ impl Settings {
             } else if let Some(table) = name.strip_prefix("mode.") {
                 let Some(m) = Mode::parse(&value.0) else {
                     bail!(
-                        "setting '{name}' (from {}) is '{}', expected merge, soft_delete or append",
+                        "setting '{name}' (from {}) is '{}', expected merge, soft_delete, history or append",
                         value.1,
                         value.0
                     );
@@ -502,7 +505,7 @@ impl Settings {
         let (mode_text, mode_o) = get("mode");
         let Some(mode) = Mode::parse(&mode_text) else {
             bail!(
-                "{} is '{mode_text}', expected merge, soft_delete or append",
+                "{} is '{mode_text}', expected merge, soft_delete, history or append",
                 where_("mode", &mode_o)
             );
         };

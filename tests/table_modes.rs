@@ -262,3 +262,212 @@ fn a_column_that_appears_in_cycle_3_is_added_and_older_rows_read_null() {
     assert_eq!(h.rows("t").rows[2], row(&["3", "NULL", "5"]));
     assert_eq!(h.types("t").len(), 3);
 }
+
+/// History rows without their times: (id, v, is_current, op, integ_seq without padding).
+fn versions(rows: &[Vec<Option<String>>]) -> Vec<Vec<Option<String>>> {
+    let mut v: Vec<Vec<Option<String>>> = rows
+        .iter()
+        .map(|r| {
+            let seq = r[6].as_ref().map(|s| {
+                s.split('|')
+                    .map(|p| p.trim_start_matches('0'))
+                    .collect::<Vec<_>>()
+                    .join("|")
+            });
+            vec![r[0].clone(), r[1].clone(), r[4].clone(), r[5].clone(), seq]
+        })
+        .collect();
+    v.sort();
+    v
+}
+
+/// Checks the history invariants on rows (id, v, valid_from, valid_to, is_current, op,
+/// integ_seq): exactly one current row per key, and each key's versions, in the order of
+/// valid_from then integ_seq, contiguous (each valid_to is the next valid_from, the last is
+/// NULL and the current one).
+fn check_history(rows: &[Vec<Option<String>>]) {
+    let mut by_key: std::collections::BTreeMap<String, Vec<&Vec<Option<String>>>> =
+        Default::default();
+    for r in rows {
+        by_key.entry(r[0].clone().unwrap()).or_default().push(r);
+    }
+    for (key, mut vs) in by_key {
+        vs.sort_by(|a, b| (&a[2], &a[6]).cmp(&(&b[2], &b[6])));
+        let current: Vec<_> = vs
+            .iter()
+            .filter(|r| r[4].as_deref() == Some("true"))
+            .collect();
+        assert_eq!(current.len(), 1, "key {key}: current rows {current:?}");
+        for w in vs.windows(2) {
+            assert_eq!(w[0][4].as_deref(), Some("false"), "key {key}: {w:?}");
+            assert_eq!(w[0][3], w[1][2], "key {key}: a gap or overlap: {w:?}");
+            assert!(w[0][2] <= w[0][3], "key {key}: interval backwards: {w:?}");
+        }
+        let last = vs.last().unwrap();
+        assert_eq!(last[3], None, "key {key}: the last version is open");
+        assert_eq!(
+            last[4].as_deref(),
+            Some("true"),
+            "key {key}: the last version is current"
+        );
+    }
+}
+
+#[test]
+fn a_history_table_keeps_every_version_with_contiguous_intervals() {
+    let mut h = Hvr::new();
+    h.userarg = "mode.acct=history".into();
+    let t = Table::new("acct", &["id"], COLS);
+    let head = "id,v,hvr_op,hvr_integ_seq\n";
+    h.write("1-acct.csv", format!("{head}1,a,1,1\n2,b,1,2\n3,c,1,3\n"));
+    h.ok("refr_write_end", &[&t], &["1-acct.csv"]);
+    let got = h.rows("acct");
+    assert_eq!(
+        got.columns,
+        vec![
+            "id",
+            "v",
+            "valid_from",
+            "valid_to",
+            "is_current",
+            "op",
+            "integ_seq"
+        ]
+    );
+    let refreshed = got.rows[0][2].clone().expect("valid_from");
+    assert!(got.rows.iter().all(|r| r[2].as_ref() == Some(&refreshed)));
+    // Cycle 2: key 2 deleted, key 1 updated twice, key 4 inserted, key 9 (unknown) deleted.
+    h.write(
+        "2-acct.csv",
+        format!("{head}2,b,0,10\n1,a2,2,11\n4,d,1,12\n1,a3,2,13\n9,z,0,14\n"),
+    );
+    let out = h.ok("integ_end", &[&t], &["2-acct.csv"]);
+    assert!(
+        out.stdout.contains("inserted=1 updated=2 deleted=1"),
+        "{}",
+        out.stdout
+    );
+    // Cycle 3: key 2 comes back, key 4 is deleted and comes back in the same cycle; made
+    // twice (HVR runs a failed job again), it adds nothing.
+    h.write(
+        "3-acct.csv",
+        format!("{head}2,b2,1,20\n4,d,0,21\n4,d2,1,22\n"),
+    );
+    let files = ["3-acct.csv"];
+    let out = h.call_with(
+        "integ_end",
+        &[&t],
+        &files,
+        Some(&h.full_userarg()),
+        &[("HVRLAKE_FAILPOINT", "before_remove")],
+    );
+    assert_ne!(out.code, 0, "{out:?}");
+    let out = h.ok("integ_end", &[&t], &files);
+    assert!(out.stdout.contains("acct: skipped"), "{}", out.stdout);
+    let got = h.rows("acct").rows;
+    let s = |x: &str| Some(x.to_string());
+    let n = None::<String>;
+    assert_eq!(
+        versions(&got),
+        vec![
+            vec![s("1"), s("a"), s("false"), s("refresh"), n.clone()],
+            vec![s("1"), s("a2"), s("false"), s("update"), s("11")],
+            vec![s("1"), s("a3"), s("true"), s("update"), s("13")],
+            vec![s("2"), s("b"), s("false"), s("delete"), s("10")],
+            vec![s("2"), s("b"), s("false"), s("refresh"), n.clone()],
+            vec![s("2"), s("b2"), s("true"), s("insert"), s("20")],
+            vec![s("3"), s("c"), s("true"), s("refresh"), n.clone()],
+            vec![s("4"), s("d"), s("false"), s("delete"), s("21")],
+            vec![s("4"), s("d"), s("false"), s("insert"), s("12")],
+            vec![s("4"), s("d2"), s("true"), s("insert"), s("22")],
+        ]
+    );
+    check_history(&got);
+    // The padded sequence sorts as text.
+    assert!(
+        got.iter()
+            .any(|r| r[6].as_deref().is_some_and(|s| s.len() == 45))
+    );
+    // A truncate closes every live key with a tombstone; a key inserted after it is current.
+    h.write("4-acct.csv", format!("{head}5,e,1,30\n,,5,31\n3,c2,1,32\n"));
+    h.ok("integ_end", &[&t], &["4-acct.csv"]);
+    let got = h.rows("acct").rows;
+    check_history(&got);
+    let current: Vec<_> = versions(&got)
+        .into_iter()
+        .filter(|r| r[2].as_deref() == Some("true"))
+        .map(|r| (r[0].clone().unwrap(), r[3].clone().unwrap()))
+        .collect();
+    assert_eq!(
+        current,
+        vec![
+            ("1".to_string(), "delete".to_string()),
+            ("2".to_string(), "delete".to_string()),
+            ("3".to_string(), "insert".to_string()),
+            ("4".to_string(), "delete".to_string()),
+            ("5".to_string(), "delete".to_string()),
+        ]
+    );
+}
+
+#[test]
+fn a_history_table_over_random_cycles_matches_a_model_of_every_version() {
+    let mut h = Hvr::new();
+    h.userarg = "mode=history".into();
+    let t = Table::new("hist", &["id"], COLS);
+    let mut rng = helpers::Rng(77);
+    // Model: key → live; expected versions (id, v, op, seq).
+    let mut live: std::collections::BTreeMap<u64, bool> = Default::default();
+    let mut expected: Vec<(String, String, String, String)> = Vec::new();
+    let mut current: std::collections::BTreeMap<u64, usize> = Default::default();
+    let mut seq = 0u64;
+    for cycle in 0..8 {
+        let mut text = String::from("id,v,hvr_op,hvr_integ_seq\n");
+        for j in 0..30 {
+            let id = rng.below(12);
+            let op = [1, 2, 0][rng.below(3) as usize];
+            seq += 1;
+            let v = format!("c{cycle}r{j}");
+            text.push_str(&format!("{id},{v},{op},{seq:08X}\n"));
+            let is_live = live.get(&id).copied().unwrap_or(false);
+            let made = match (op, is_live) {
+                (0, false) => None,
+                (0, true) => Some("delete"),
+                (_, true) => Some("update"),
+                (_, false) => Some("insert"),
+            };
+            if let Some(made) = made {
+                expected.push((id.to_string(), v, made.into(), format!("{seq:x}")));
+                current.insert(id, expected.len() - 1);
+                live.insert(id, made != "delete");
+            }
+        }
+        let name = format!("{cycle}-hist.csv");
+        h.write(&name, &text);
+        h.ok("integ_end", &[&t], &[&name]);
+    }
+    let got = h.rows("hist").rows;
+    check_history(&got);
+    let mut want: Vec<Vec<Option<String>>> = expected
+        .iter()
+        .enumerate()
+        .map(|(i, (id, v, op, seq))| {
+            let is_current = current.values().any(|&c| c == i);
+            [
+                id.as_str(),
+                v,
+                if is_current { "true" } else { "false" },
+                op,
+                seq,
+            ]
+            .iter()
+            .map(|x| Some(x.to_string()))
+            .collect()
+        })
+        .collect();
+    want.sort();
+    assert_eq!(versions(&got), want);
+    // Versions of a key written by one cycle share its time; a later cycle's are later.
+    let froms: std::collections::BTreeSet<_> = got.iter().map(|r| r[2].clone()).collect();
+    assert_eq!(froms.len(), 8, "one valid_from per cycle: {froms:?}");
+}

@@ -140,7 +140,10 @@ pub async fn apply(
 }
 
 /// A commit of the cycle's progress alone (no data change); none without a mark.
-async fn progress_only(table: DeltaTable, mark: Option<&Mark>) -> Result<(DeltaTable, Outcome)> {
+pub(super) async fn progress_only(
+    table: DeltaTable,
+    mark: Option<&Mark>,
+) -> Result<(DeltaTable, Outcome)> {
     let (table, version) = match mark {
         Some(m) => {
             let operation = DeltaOperation::Write {
