@@ -395,6 +395,11 @@ async fn commit_table(
         None => None,
     };
     let mark = mark.as_ref();
+    let table = match &p.payload {
+        // A column the cycle's values widened: the table's files get the wider type first.
+        Payload::Changes { .. } => commit::widen_types(table, &p.columns).await?,
+        Payload::Files(_) => table,
+    };
     let done = match &p.payload {
         Payload::Files(staged) => {
             let t = Instant::now();
@@ -636,15 +641,41 @@ async fn prepare(
         layout_for(kind, &columns, &keys, &inputs, &headers, &spec, settings)?;
     let (payload, rows_in) = match kind {
         Kind::Integrate => {
-            let decoded: Vec<Vec<RecordBatch>> = inputs
-                .par_iter()
-                .zip(plans.par_iter())
-                .map(|((i, inp), plan)| match inp {
-                    Input::Csv(c) => c.decode(&layout, plan, *i as u32),
-                    Input::Parquet(p) => p.decode(&layout, plan, *i as u32),
-                })
-                .collect::<Result<_>>()
-                .context(&base)?;
+            let decode = |layout: &TableLayout, plans: &[FileColumns]| {
+                inputs
+                    .par_iter()
+                    .zip(plans.par_iter())
+                    .map(|((i, inp), plan)| match inp {
+                        Input::Csv(c) => c.decode(layout, plan, *i as u32),
+                        Input::Parquet(p) => p.decode(layout, plan, *i as u32),
+                    })
+                    .collect::<Result<Vec<Vec<RecordBatch>>>>()
+                    .context(&base)
+            };
+            let decoded = match decode(&layout, &plans) {
+                Ok(d) => d,
+                Err(e) => {
+                    // A value that does not fit its column's type: widen the column when Delta
+                    // allows it (the commit then rewrites the table's files with the new type).
+                    let names: Vec<String> =
+                        columns.fields().iter().map(|f| f.name().clone()).collect();
+                    let types = TypeSources::new(
+                        &names,
+                        Some(&columns),
+                        &spec,
+                        settings,
+                        &inputs,
+                        &headers,
+                    );
+                    let Some(wider) = types.widened()? else {
+                        return Err(e);
+                    };
+                    columns = wider;
+                    (layout, plans, keys) =
+                        layout_for(kind, &columns, &keys, &inputs, &headers, &spec, settings)?;
+                    decode(&layout, &plans)?
+                }
+            };
             for ((i, _), batches) in inputs.iter().zip(&decoded) {
                 let read: usize = batches.iter().map(RecordBatch::num_rows).sum();
                 check_rows(&spec.files[*i], read, settings).context(&base)?;
@@ -986,6 +1017,30 @@ impl<'s, 'i> TypeSources<'s, 'i> {
             })
             .collect::<Result<_>>()
             .context(self.base)
+    }
+
+    /// The existing columns with the types their CSV values need, where Delta's type widening
+    /// allows it ([`Inference::widening`]); None when no column widens.
+    fn widened(&self) -> Result<Option<SchemaRef>> {
+        let Some(existing) = self.existing else {
+            return Ok(None);
+        };
+        let inferred = self.infer_all()?;
+        let mut changed = false;
+        let fields: Vec<Field> = existing
+            .fields()
+            .iter()
+            .map(
+                |f| match self.merged(f.name(), &inferred).widening(f.data_type()) {
+                    Some(t) if self.declared(f.name()).is_none() => {
+                        changed = true;
+                        f.as_ref().clone().with_data_type(t)
+                    }
+                    _ => f.as_ref().clone(),
+                },
+            )
+            .collect();
+        Ok(changed.then(|| Arc::new(Schema::new(fields))))
     }
 
     /// The first pieces of the first CSV files: a guess.

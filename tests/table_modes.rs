@@ -471,3 +471,81 @@ fn a_history_table_over_random_cycles_matches_a_model_of_every_version() {
     let froms: std::collections::BTreeSet<_> = got.iter().map(|r| r[2].clone()).collect();
     assert_eq!(froms.len(), 8, "one valid_from per cycle: {froms:?}");
 }
+
+#[test]
+fn a_value_that_needs_a_wider_type_widens_the_column_as_delta_allows() {
+    let h = Hvr::new();
+    let cols = ["id", "v", "amount", "hvr_op", "hvr_integ_seq"];
+    let t = Table::new("t", &["id"], &cols);
+    let head = "id,v,amount,hvr_op,hvr_integ_seq\n";
+    h.write("1-t.csv", format!("{head}1,a,5,1,1\n2,b,7,1,2\n"));
+    h.ok("refr_write_end", &[&t], &["1-t.csv"]);
+    h.write("2-t.csv", format!("{head}1,a2,6,2,10\n"));
+    h.ok("integ_end", &[&t], &["2-t.csv"]);
+    assert_eq!(h.types("t"), vec!["id:Int64", "v:Utf8", "amount:Int64"]);
+    // Cycle 3: amounts with cents (a long widens to a decimal with 20 integer digits), and a
+    // new column `qty` in the same cycle.
+    let t3 = Table::new(
+        "t",
+        &["id"],
+        &["id", "v", "amount", "qty", "hvr_op", "hvr_integ_seq"],
+    );
+    h.write(
+        "3-t.csv",
+        "id,v,amount,qty,hvr_op,hvr_integ_seq\n2,b2,12.50,3,2,20\n3,c,1.25,,1,21\n",
+    );
+    let out = h.ok("integ_end", &[&t3], &["3-t.csv"]);
+    assert!(
+        out.stdout.contains("amount Int64 -> Decimal128(22, 2)"),
+        "{}",
+        out.stdout
+    );
+    assert_eq!(
+        h.types("t"),
+        vec![
+            "id:Int64",
+            "v:Utf8",
+            "amount:Decimal128(22, 2)",
+            "qty:Int64"
+        ]
+    );
+    let want = vec![
+        row(&["1", "a2", "6.00", "NULL"]),
+        row(&["2", "b2", "12.50", "3"]),
+        row(&["3", "c", "1.25", "NULL"]),
+    ];
+    assert_eq!(h.rows("t").rows, want);
+    // The table still records its keys, and another reader sees the same values.
+    let py = std::env::var("HVRLAKE_TEST_PYTHON").unwrap_or_else(|_| "python3".into());
+    let script = "import sys\nfrom deltalake import DeltaTable\n\
+        d = DeltaTable(sys.argv[1])\n\
+        print(d.metadata().configuration.get('hvrlake.keys'))\n\
+        print(sorted((r['id'], str(r['amount']), r['qty']) for r in d.to_pyarrow_table().to_pylist()))\n";
+    let out = std::process::Command::new(py)
+        .arg("-c")
+        .arg(script)
+        .arg(h.lake.path().join("t"))
+        .output()
+        .unwrap();
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout).trim(),
+        "id\n[(1, '6.00', None), (2, '12.50', 3), (3, '1.25', None)]",
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    // Text in a number column: no type Delta allows holds it. One line naming the file, line
+    // and column; the table stays at its version, the file stays.
+    let version = h.version("t");
+    h.write(
+        "4-t.csv",
+        "id,v,amount,qty,hvr_op,hvr_integ_seq\n1,a3,7.5,1,2,30\n3,c,lots,1,2,31\n",
+    );
+    let out = h.call("integ_end", &[&t3], &["4-t.csv"]);
+    assert_eq!(out.code, 1, "{out:?}");
+    assert_eq!(out.stderr.trim().lines().count(), 1, "{}", out.stderr);
+    assert!(out.stderr.contains("4-t.csv:3:"), "{}", out.stderr);
+    assert!(out.stderr.contains("amount"), "{}", out.stderr);
+    assert_eq!(h.version("t"), version);
+    assert!(h.has_file("4-t.csv"));
+    assert_eq!(h.rows("t").rows, want);
+}

@@ -180,6 +180,50 @@ impl Inference {
         self.max_scale = self.max_scale.max(o.max_scale);
     }
 
+    /// The type an existing column of type `existing` widens to so that the values seen fit,
+    /// when Delta's type widening rules allow it: an integer to a long, to a decimal with at
+    /// least 10 integer digits (20 for a long), or (not a long) to a double; a decimal to a
+    /// wider decimal (no fewer integer digits, no smaller scale, precision up to 38); a float to
+    /// a double. None when the values fit already, or no allowed type holds them (text in a
+    /// number column, a timestamp in a date column: the decode error stands).
+    pub fn widening(&self, existing: &DataType) -> Option<DataType> {
+        if self.seen == 0 {
+            return None;
+        }
+        let ints = self.max_int_digits as u32;
+        let scale = self.max_scale as u32;
+        let decimal = |min_int: u32, min_scale: u32| {
+            let s = scale.max(min_scale);
+            let p = ints.max(min_int) + s;
+            (self.decimal && p <= 38).then_some(DataType::Decimal128(p as u8, s as i8))
+        };
+        match existing {
+            DataType::Int8 | DataType::Int16 | DataType::Int32 => {
+                let fits = match existing {
+                    DataType::Int8 => ints < 3,
+                    DataType::Int16 => ints < 5,
+                    _ => ints < 10,
+                };
+                if self.int && fits {
+                    None
+                } else if self.int {
+                    Some(DataType::Int64)
+                } else {
+                    decimal(10, 0).or_else(|| self.float.then_some(DataType::Float64))
+                }
+            }
+            // A long to a double loses digits: Delta does not allow it.
+            DataType::Int64 if !self.int => decimal(20, 0),
+            DataType::Decimal128(p, s) => {
+                let (p, s) = (*p as u32, (*s).max(0) as u32);
+                let fits = self.decimal && ints <= p - s && scale <= s;
+                if fits { None } else { decimal(p - s, s) }
+            }
+            DataType::Float32 if self.int || self.decimal || self.float => Some(DataType::Float64),
+            _ => None,
+        }
+    }
+
     /// The narrowest type every value fits; text when nothing else does or nothing was seen.
     pub fn result(&self) -> DeclaredType {
         if self.seen == 0 {
@@ -475,6 +519,48 @@ pub fn type_name(t: &DataType) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn widening_follows_the_delta_rules() {
+        let seen = |vals: &[&str]| {
+            let mut i = Inference::default();
+            for v in vals {
+                i.add(v.as_bytes());
+            }
+            i
+        };
+        let w = |vals: &[&str], t: DataType| seen(vals).widening(&t);
+        // Values that fit: no change.
+        assert_eq!(w(&["5", "-7"], DataType::Int32), None);
+        assert_eq!(w(&["1.5"], DataType::Decimal128(10, 2)), None);
+        // Integers: to a long, to a decimal with room for every integer, to a double.
+        assert_eq!(w(&["12345678901"], DataType::Int32), Some(DataType::Int64));
+        assert_eq!(
+            w(&["1.25"], DataType::Int32),
+            Some(DataType::Decimal128(12, 2))
+        );
+        assert_eq!(
+            w(&["12.5"], DataType::Int64),
+            Some(DataType::Decimal128(21, 1))
+        );
+        assert_eq!(w(&["1e300"], DataType::Int32), Some(DataType::Float64));
+        // A long never becomes a double (it would lose digits).
+        assert_eq!(w(&["1e300"], DataType::Int64), None);
+        // Decimals keep their integer digits and grow the scale, up to 38 digits.
+        assert_eq!(
+            w(&["1.125"], DataType::Decimal128(10, 2)),
+            Some(DataType::Decimal128(11, 3))
+        );
+        assert_eq!(
+            w(&["123456789012"], DataType::Decimal128(10, 2)),
+            Some(DataType::Decimal128(14, 2))
+        );
+        assert_eq!(w(&["1.125"], DataType::Decimal128(38, 2)), None);
+        // Text, or a timestamp in a date column: nothing Delta allows.
+        assert_eq!(w(&["lots"], DataType::Int64), None);
+        assert_eq!(w(&["2026-01-01 10:00:00"], DataType::Date32), None);
+        assert_eq!(w(&["1.5"], DataType::Float32), Some(DataType::Float64));
+    }
 
     #[test]
     fn inference_picks_the_narrowest_type() {
