@@ -290,11 +290,18 @@ fn benches(c: &mut Criterion) {
                     )
                     .await
                     .unwrap();
-                    commit::merge::apply(table, net, table_columns(), &["order_id".into()], None)
-                        .await
-                        .unwrap()
-                        .1
-                        .version
+                    commit::merge::apply(
+                        table,
+                        net,
+                        table_columns(),
+                        &["order_id".into()],
+                        false,
+                        None,
+                    )
+                    .await
+                    .unwrap()
+                    .1
+                    .version
                 })
             },
             BatchSize::PerIteration,

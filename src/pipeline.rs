@@ -21,7 +21,7 @@ use crate::read::parquet::ParquetFile;
 use crate::read::source::{self, Bytes};
 use crate::read::types::{DeclaredType, Inference};
 use crate::read::{FileColumns, TableLayout};
-use crate::settings::{Format, Mode, Settings};
+use crate::settings::{Format, Mode, PartExpr, Settings};
 use crate::{coalesce, storage};
 
 /// Input files of a table fetched from object storage at once.
@@ -439,7 +439,9 @@ async fn commit_table(
             }
             stage_time(name, "coalesce", t);
             let t = Instant::now();
-            let done = commit::merge::apply(table, net, p.columns.clone(), &p.keys, mark).await;
+            let stable = settings.partition_stable;
+            let done =
+                commit::merge::apply(table, net, p.columns.clone(), &p.keys, stable, mark).await;
             stage_time(name, "merge", t);
             done
         }
@@ -554,6 +556,19 @@ async fn prepare(
     // A refresh that must infer guesses from a sample and checks the guess while it reads.
     let keep = keeps_extras(&spec, settings);
     let existing = commit::columns(&table).context(&base)?;
+    // Partitioning: an integrate keeps the table's; a new table, or a refresh, takes the
+    // setting's (a refresh the setting does not name keeps the table's).
+    let table_partitioning = existing
+        .as_ref()
+        .map(|e| commit::partition::spec_of(e))
+        .unwrap_or_default();
+    let partitioning: Vec<PartExpr> = match (kind, &existing) {
+        (Kind::Integrate, Some(_)) => table_partitioning,
+        _ => settings
+            .partition_of(&base, &spec.name)
+            .map(<[PartExpr]>::to_vec)
+            .unwrap_or(table_partitioning),
+    };
     let mut guess: Option<(Vec<String>, Option<SchemaRef>, PerInput)> = None;
     // Columns in the files that the table does not have yet: an integrate adds them.
     let new_columns = |existing: &SchemaRef| -> Vec<String> {
@@ -588,8 +603,15 @@ async fn prepare(
                     .map(|f| f.name().clone())
                     .chain(new)
                     .collect();
-                let types =
-                    TypeSources::new(&names, Some(&existing), &spec, settings, &inputs, &headers);
+                let types = TypeSources::new(
+                    &names,
+                    Some(&existing),
+                    &spec,
+                    settings,
+                    &inputs,
+                    &headers,
+                    &partitioning,
+                );
                 let inferred = if types.need_inference() {
                     types.infer_all()?
                 } else {
@@ -618,6 +640,7 @@ async fn prepare(
                         settings,
                         &inputs,
                         &headers,
+                        &partitioning,
                     );
                     if !types.need_inference() {
                         types.resolve(&vec![None; inputs.len()])?
@@ -666,6 +689,7 @@ async fn prepare(
                         settings,
                         &inputs,
                         &headers,
+                        &partitioning,
                     );
                     let Some(wider) = types.widened()? else {
                         return Err(e);
@@ -680,7 +704,12 @@ async fn prepare(
                 let read: usize = batches.iter().map(RecordBatch::num_rows).sum();
                 check_rows(&spec.files[*i], read, settings).context(&base)?;
             }
-            let changes: Vec<RecordBatch> = decoded.into_iter().flatten().collect();
+            let parts = commit::partition::spec_of(&columns);
+            let changes: Vec<RecordBatch> = decoded
+                .into_iter()
+                .flatten()
+                .map(|b| commit::partition::fill(b, &parts))
+                .collect::<Result<_>>()?;
             let rows = changes.iter().map(RecordBatch::num_rows).sum();
             let schema = layout.change_schema();
             (Payload::Changes { changes, schema }, rows)
@@ -696,6 +725,7 @@ async fn prepare(
                     settings,
                     &inputs,
                     &headers,
+                    &partitioning,
                 );
                 // Positions whose guess no further value can change need no checking.
                 let settled: Vec<Vec<bool>> = headers
@@ -835,6 +865,7 @@ async fn stage_refresh(
         _ => None,
     };
     let now = commit::history::now_micros();
+    let parts = commit::partition::spec_of(&layout.columns);
     let sink = Mutex::new(FileSink::start(
         table.clone(),
         layout.columns.clone(),
@@ -851,6 +882,7 @@ async fn stage_refresh(
                 let mut rows = 0usize;
                 let each = |b: RecordBatch| {
                     rows += b.num_rows();
+                    let b = commit::partition::fill(b, &parts)?;
                     let b = match soft_delete {
                         Some(flag) => crate::change::with_flag(&b, flag, false)?,
                         None if mode == Mode::History => commit::history::refresh_rows(&b, now)?,
@@ -912,6 +944,8 @@ struct TypeSources<'s, 'i> {
     settings: &'s Settings,
     inputs: &'s [(usize, Input<'i>)],
     headers: &'s [Vec<String>],
+    /// How the table is partitioned (commit::partition).
+    partitioning: &'s [PartExpr],
 }
 
 /// What inference found in each input, by file position (`None` where it did not look).
@@ -928,6 +962,7 @@ impl<'s, 'i> TypeSources<'s, 'i> {
         settings: &'s Settings,
         inputs: &'s [(usize, Input<'i>)],
         headers: &'s [Vec<String>],
+        partitioning: &'s [PartExpr],
     ) -> Self {
         TypeSources {
             names,
@@ -937,6 +972,7 @@ impl<'s, 'i> TypeSources<'s, 'i> {
             settings,
             inputs,
             headers,
+            partitioning,
         }
     }
 
@@ -1122,6 +1158,6 @@ impl<'s, 'i> TypeSources<'s, 'i> {
                 }
             }
         }
-        Ok(Arc::new(Schema::new(fields)))
+        commit::partition::with_spec(Arc::new(Schema::new(fields)), self.partitioning, self.base)
     }
 }

@@ -152,6 +152,16 @@ pub const SETTINGS: &[SettingDoc] = &[
         doc: "true: compaction Z-orders the table by its key columns (clusters keys, so merges touch fewer files)",
     },
     SettingDoc {
+        name: "partition_by",
+        default: "",
+        doc: "partitioned tables: TABLE:EXPR[,EXPR..][;TABLE:..], EXPR a column or year(col), month(col), day(col) of a date or timestamp column (added as col_year, col_month, col_day); applies when a table is created or refreshed",
+    },
+    SettingDoc {
+        name: "partition_stable",
+        default: "false",
+        doc: "true: a row never moves to another partition (its partition columns do not change), so a merge reads only the partitions its changes name; without it, only partitions by key columns are pruned",
+    },
+    SettingDoc {
         name: "chunk_bytes",
         default: "4194304",
         doc: "size of the pieces a file is cut into for parallel parsing",
@@ -222,6 +232,109 @@ impl Mode {
     }
 }
 
+/// What a partition column holds of its source column.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Part {
+    /// The column's own value (`region`).
+    Value,
+    /// The year of a date or timestamp, as an integer (`year(created_at)` → `created_at_year`).
+    Year,
+    /// Year and month as text `YYYY-MM` (`month(created_at)` → `created_at_month`).
+    Month,
+    /// The date (`day(created_at)` → `created_at_day`).
+    Day,
+}
+
+/// One partition expression: a part of a source column.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct PartExpr {
+    /// The data column it is computed from.
+    pub source: String,
+    /// What it takes of it.
+    pub part: Part,
+}
+
+impl PartExpr {
+    /// Parses `col`, `year(col)`, `month(col)` or `day(col)`.
+    pub fn parse(text: &str) -> Option<PartExpr> {
+        let text = text.trim();
+        if let Some((f, rest)) = text.split_once('(') {
+            let source = rest.strip_suffix(')')?.trim();
+            let part = match f.trim().to_ascii_lowercase().as_str() {
+                "year" => Part::Year,
+                "month" => Part::Month,
+                "day" | "date" => Part::Day,
+                _ => return None,
+            };
+            return (!source.is_empty()).then(|| PartExpr {
+                source: source.to_string(),
+                part,
+            });
+        }
+        let plain = !text.is_empty() && !text.contains([')', ',', ';', ':']);
+        plain.then(|| PartExpr {
+            source: text.to_string(),
+            part: Part::Value,
+        })
+    }
+
+    /// The partition column's name.
+    pub fn column(&self) -> String {
+        match self.part {
+            Part::Value => self.source.clone(),
+            Part::Year => format!("{}_year", self.source),
+            Part::Month => format!("{}_month", self.source),
+            Part::Day => format!("{}_day", self.source),
+        }
+    }
+
+    /// The expression as written.
+    pub fn text(&self) -> String {
+        match self.part {
+            Part::Value => self.source.clone(),
+            Part::Year => format!("year({})", self.source),
+            Part::Month => format!("month({})", self.source),
+            Part::Day => format!("day({})", self.source),
+        }
+    }
+
+    /// Whether the column is computed from another (a date part).
+    pub fn derived(&self) -> bool {
+        self.part != Part::Value
+    }
+}
+
+/// Parses a comma list of expressions; the expression that does not parse as the error.
+pub fn parse_list(text: &str) -> std::result::Result<Vec<PartExpr>, String> {
+    let mut out = Vec::new();
+    let mut depth = 0;
+    let mut cur = String::new();
+    for c in text.chars().chain(std::iter::once(',')) {
+        match c {
+            '(' => depth += 1,
+            ')' => depth -= 1,
+            _ => {}
+        }
+        if c == ',' && depth == 0 {
+            if !cur.trim().is_empty() {
+                out.push(PartExpr::parse(&cur).ok_or_else(|| cur.trim().to_string())?);
+            }
+            cur.clear();
+        } else {
+            cur.push(c);
+        }
+    }
+    Ok(out)
+}
+
+/// The text recorded for `spec`.
+pub fn spec_text(spec: &[PartExpr]) -> String {
+    spec.iter()
+        .map(PartExpr::text)
+        .collect::<Vec<_>>()
+        .join(",")
+}
+
 /// Everything hvrlake is told to do, validated.
 #[derive(Clone, Debug)]
 pub struct Settings {
@@ -270,6 +383,10 @@ pub struct Settings {
     pub compact_every: usize,
     /// Whether compaction Z-orders by the key columns.
     pub compact_zorder: bool,
+    /// Partition expressions per lower-cased table name (`partition_by`).
+    pub partition_by: HashMap<String, Vec<PartExpr>>,
+    /// Whether rows never move between partitions (`partition_stable`).
+    pub partition_stable: bool,
     /// Object-store options (`aws_*`, `azure_*`, and the retry options `max_retries` and
     /// `retry_timeout`), as object_store / delta-rs name them.
     pub storage: HashMap<String, String>,
@@ -312,6 +429,15 @@ impl Settings {
     }
 
     /// The mode of a table, by its target or channel name.
+    /// The partition expressions `partition_by` gives a table (by target or channel name).
+    pub fn partition_of(&self, base: &str, channel: &str) -> Option<&[PartExpr]> {
+        [base, channel]
+            .iter()
+            .find_map(|t| self.partition_by.get(&t.to_ascii_lowercase()))
+            .map(Vec::as_slice)
+    }
+
+    /// The mode of a table (by target or channel name).
     pub fn mode_of(&self, base: &str, channel: &str) -> Mode {
         [base, channel]
             .iter()
@@ -538,7 +664,26 @@ impl Settings {
             })?;
             types.entry(t).or_default().insert(c, ty);
         }
+        let (partition_text, partition_o) = get("partition_by");
+        let mut partition_by: HashMap<String, Vec<PartExpr>> = HashMap::new();
+        for entry in partition_text.split(';').filter(|e| !e.trim().is_empty()) {
+            let Some((table, list)) = entry.split_once(':') else {
+                bail!(
+                    "{}: '{entry}' is not TABLE:EXPR[,EXPR..]",
+                    where_("partition_by", &partition_o)
+                );
+            };
+            let spec = parse_list(list).map_err(|bad| {
+                Error::msg(format!(
+                    "{}: '{bad}' is not a column, year(col), month(col) or day(col)",
+                    where_("partition_by", &partition_o)
+                ))
+            })?;
+            partition_by.insert(table.trim().to_ascii_lowercase(), spec);
+        }
         Ok(Settings {
+            partition_by,
+            partition_stable: boolean("partition_stable")?,
             storage: retries,
             commit_retries,
             lock_wait,

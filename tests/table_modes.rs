@@ -240,22 +240,11 @@ fn a_column_that_appears_in_cycle_3_is_added_and_older_rows_read_null() {
         ]
     );
     // Another reader (the Python deltalake package) sees the same.
-    let py = std::env::var("HVRLAKE_TEST_PYTHON").unwrap_or_else(|_| "python3".into());
     let script = "import sys, pyarrow as pa\nfrom deltalake import DeltaTable\n\
         t = pa.table(DeltaTable(sys.argv[1]).to_pyarrow_table())\n\
         print(sorted((r['id'], r['qty']) for r in t.to_pylist()))\n";
-    let out = std::process::Command::new(py)
-        .arg("-c")
-        .arg(script)
-        .arg(h.lake.path().join("t"))
-        .output()
-        .unwrap();
-    assert_eq!(
-        String::from_utf8_lossy(&out.stdout).trim(),
-        "[(1, None), (2, 7), (3, None), (4, 9)]",
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    let (out, err) = helpers::python(script, &h.lake.path().join("t"));
+    assert_eq!(out, "[(1, None), (2, 7), (3, None), (4, 9)]", "{err}");
     // Cycle 4: a file without `v` (a dropped column): the column stays, NULL from then on.
     h.write("4-t.csv", "id,qty,hvr_op,hvr_integ_seq\n3,5,2,30\n");
     h.ok("integ_end", &[&t3], &["4-t.csv"]);
@@ -516,22 +505,14 @@ fn a_value_that_needs_a_wider_type_widens_the_column_as_delta_allows() {
     ];
     assert_eq!(h.rows("t").rows, want);
     // The table still records its keys, and another reader sees the same values.
-    let py = std::env::var("HVRLAKE_TEST_PYTHON").unwrap_or_else(|_| "python3".into());
     let script = "import sys\nfrom deltalake import DeltaTable\n\
         d = DeltaTable(sys.argv[1])\n\
         print(d.metadata().configuration.get('hvrlake.keys'))\n\
         print(sorted((r['id'], str(r['amount']), r['qty']) for r in d.to_pyarrow_table().to_pylist()))\n";
-    let out = std::process::Command::new(py)
-        .arg("-c")
-        .arg(script)
-        .arg(h.lake.path().join("t"))
-        .output()
-        .unwrap();
+    let (out, err) = helpers::python(script, &h.lake.path().join("t"));
     assert_eq!(
-        String::from_utf8_lossy(&out.stdout).trim(),
-        "id\n[(1, '6.00', None), (2, '12.50', 3), (3, '1.25', None)]",
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
+        out, "id\n[(1, '6.00', None), (2, '12.50', 3), (3, '1.25', None)]",
+        "{err}"
     );
     // Text in a number column: no type Delta allows holds it. One line naming the file, line
     // and column; the table stays at its version, the file stays.

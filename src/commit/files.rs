@@ -51,9 +51,11 @@ impl FileSink {
             DataSkippingNumIndexedCols::NumColumns(INDEXED_COLUMNS)
         };
         let properties = writer_properties(&columns);
+        // A partitioned table: each writer splits its batches by partition values.
+        let partitions = super::partition::names(&columns);
         let config = WriterConfig::new(
             columns,
-            vec![],
+            partitions,
             Some(properties),
             NonZeroU64::new(TARGET_FILE_BYTES),
             None,

@@ -26,6 +26,7 @@ use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
 use rayon::prelude::*;
 
 use super::files::FileSink;
+use super::partition;
 use super::progress::Mark;
 use super::{Outcome, writer_properties};
 use crate::change::{self, Op};
@@ -42,6 +43,7 @@ pub async fn apply(
     net: Coalesced,
     columns: SchemaRef,
     keys: &[String],
+    stable: bool,
     mark: Option<&Mark>,
 ) -> Result<(DeltaTable, Outcome)> {
     let upserts = upsert_rows(&net.batches, &columns)?;
@@ -92,7 +94,7 @@ pub async fn apply(
         return progress_only(table, mark).await;
     }
     if std::env::var_os("HVRLAKE_DATAFUSION_MERGE").is_none() && plain_files(&table)? {
-        return rewrite(table, net, columns, upserts, upsert_count, keys, mark).await;
+        return rewrite(table, net, columns, upserts, keys, stable, mark).await;
     }
     let before = table.version();
     let ctx = SessionContext::new();
@@ -345,10 +347,14 @@ fn count_changed(
     name: &str,
     set: &KeySet,
     keys: &[String],
+    columns: &SchemaRef,
+    values: &partition::Values,
 ) -> Result<(usize, usize)> {
     let (mut updated, mut deleted) = (0, 0);
     for b in read_file(bytes.clone(), name, Some(keys))? {
         let b = b.map_err(|e| Error::msg(format!("{name}: {e}")))?;
+        // A key column that is a partition column is not in the file: its value is the file's.
+        let b = partition::with_values(b, columns, values)?;
         let (_, u, d) = unchanged_rows(&b, set, keys)?;
         updated += u;
         deleted += d;
@@ -363,11 +369,12 @@ fn copy_unchanged(
     set: &KeySet,
     keys: &[String],
     columns: &SchemaRef,
+    values: &partition::Values,
     sink: &Mutex<FileSink>,
 ) -> Result<()> {
     for b in read_file(bytes, name, None)? {
         let b = b.map_err(|e| Error::msg(format!("{name}: {e}")))?;
-        let b = conform(&b, columns)?;
+        let b = conform(&partition::with_values(b, columns, values)?, columns)?;
         let (keep, _, _) = unchanged_rows(&b, set, keys)?;
         let kept = arrow::compute::filter_record_batch(&b, &keep)?;
         if kept.num_rows() > 0 {
@@ -405,19 +412,35 @@ async fn rewrite(
     net: Coalesced,
     columns: SchemaRef,
     upserts: Vec<RecordBatch>,
-    upsert_count: usize,
     keys: &[String],
+    stable: bool,
     mark: Option<&Mark>,
 ) -> Result<(DeltaTable, Outcome)> {
+    let upsert_count: usize = upserts.iter().map(RecordBatch::num_rows).sum();
     let set = KeySet::new(&net.batches, keys)?;
+    // Partitions the changes can touch (None: any); files of other partitions are not read.
+    let touched = partition::touched(&net.batches, &columns, keys, stable)?;
     drop(net);
     let snapshot = table.snapshot()?;
+    let total = snapshot.log_data().num_files();
     let candidates: Vec<_> = snapshot
         .log_data()
         .iter()
         .filter(|f| set.may_touch(f.stats().as_deref(), &keys[0]))
         .map(|f| (f.object_store_path(), f.remove_action(true)))
+        .filter(|(_, r)| {
+            touched.as_ref().is_none_or(|t| {
+                let values = r.partition_values.clone().unwrap_or_default();
+                t.contains(&partition::file_key(&columns, &values))
+            })
+        })
         .collect();
+    if std::env::var_os("HVRLAKE_TIMINGS").is_some() {
+        eprintln!(
+            "hvrlake: timing: merge reads {} of {total} data files",
+            candidates.len()
+        );
+    }
     let store = table.object_store();
     let writers = std::thread::available_parallelism().map_or(1, usize::from);
     let sink = Mutex::new(FileSink::start(table.clone(), columns.clone(), writers)?);
@@ -443,11 +466,13 @@ async fn rewrite(
                 fetched
                     .into_par_iter()
                     .map(|(bytes, remove)| {
-                        let (u, d) = count_changed(&bytes, &remove.path, &set, keys)?;
+                        let values = remove.partition_values.clone().unwrap_or_default();
+                        let (u, d) =
+                            count_changed(&bytes, &remove.path, &set, keys, &columns, &values)?;
                         if u + d == 0 {
                             return Ok(None);
                         }
-                        copy_unchanged(bytes, &remove.path, &set, keys, &columns, &sink)?;
+                        copy_unchanged(bytes, &remove.path, &set, keys, &columns, &values, &sink)?;
                         Ok(Some((remove, u, d)))
                     })
                     .collect::<Result<Vec<_>>>()

@@ -4,6 +4,7 @@
 pub mod files;
 pub mod history;
 pub mod merge;
+pub mod partition;
 pub mod progress;
 pub mod refresh;
 
@@ -145,7 +146,26 @@ pub fn columns(table: &DeltaTable) -> Result<Option<SchemaRef>> {
     if !exists(table) {
         return Ok(None);
     }
-    Ok(Some(table.snapshot()?.snapshot().arrow_schema()))
+    let snapshot = table.snapshot()?;
+    let schema = snapshot.snapshot().arrow_schema();
+    // The partition expressions travel with the columns (commit::partition).
+    let spec = match snapshot.metadata().configuration().get(partition::PROPERTY) {
+        Some(text) => partition::parse_list(text).unwrap_or_default(),
+        None => snapshot
+            .metadata()
+            .partition_columns()
+            .iter()
+            .filter_map(|c| partition::PartExpr::parse(c))
+            .collect(),
+    };
+    if spec.is_empty() {
+        return Ok(Some(schema));
+    }
+    let mut meta = schema.metadata().clone();
+    meta.insert(partition::PROPERTY.to_string(), partition::spec_text(&spec));
+    Ok(Some(std::sync::Arc::new(
+        arrow::datatypes::Schema::new_with_metadata(schema.fields().clone(), meta),
+    )))
 }
 
 /// The key columns recorded in the table's properties.
@@ -229,9 +249,17 @@ pub async fn create(table: DeltaTable, columns: &SchemaRef, keys: &[String]) -> 
     if !keys.is_empty() {
         props.insert(KEYS_PROPERTY.to_string(), Some(keys.join(",")));
     }
+    let spec = partition::spec_of(columns);
+    if !spec.is_empty() {
+        props.insert(
+            partition::PROPERTY.to_string(),
+            Some(partition::spec_text(&spec)),
+        );
+    }
     Ok(table
         .create()
         .with_columns(schema.fields().cloned())
+        .with_partition_columns(partition::names(columns))
         .with_configuration(props)
         .with_raise_if_key_not_exists(false)
         .with_save_mode(SaveMode::Ignore)
@@ -333,10 +361,28 @@ pub fn schema_change(table: &DeltaTable, columns: &SchemaRef) -> Result<Option<A
                 && x.data_type() == y.data_type()
                 && x.is_nullable() == y.is_nullable()
         });
-    if same {
+    let parts = partition::names(columns);
+    let same_parts = snapshot.metadata().partition_columns() == parts;
+    if same && same_parts {
         return Ok(None);
     }
     let schema: StructType = columns.as_ref().try_into_kernel()?;
+    if !same_parts {
+        // A refresh with another partitioning: new metadata, same table id and properties.
+        let spec = partition::spec_text(&partition::spec_of(columns));
+        let mut config: HashMap<String, String> = snapshot.metadata().configuration().clone();
+        config.remove(partition::PROPERTY);
+        if !spec.is_empty() {
+            config.insert(partition::PROPERTY.to_string(), spec);
+        }
+        let kernel = |e: deltalake::kernel::Error| crate::error::Error::msg(e.to_string());
+        return Ok(Some(Action::Metadata(
+            deltalake::kernel::new_metadata(&schema, parts, config)
+                .map_err(kernel)?
+                .with_table_id(snapshot.metadata().id().to_string())
+                .map_err(kernel)?,
+        )));
+    }
     Ok(Some(Action::Metadata(
         snapshot
             .metadata()

@@ -418,6 +418,39 @@ fn cell_text(a: &Arc<dyn Array>) -> Arc<dyn Array> {
     }
 }
 
+/// Runs a Python `script` (the Python with pyarrow and deltalake that scripts/test prepares,
+/// `HVRLAKE_TEST_PYTHON`) with `arg` as `sys.argv[1]`: its stdout (trimmed) and stderr.
+pub fn python(script: &str, arg: &Path) -> (String, String) {
+    let py = std::env::var("HVRLAKE_TEST_PYTHON").unwrap_or_else(|_| "python3".into());
+    let out = std::process::Command::new(py)
+        .arg("-c")
+        .arg(script)
+        .arg(arg)
+        .output()
+        .expect("run python (set HVRLAKE_TEST_PYTHON, see scripts/test)");
+    (
+        String::from_utf8_lossy(&out.stdout).trim().to_string(),
+        String::from_utf8_lossy(&out.stderr).to_string(),
+    )
+}
+
+/// A cycle's file as HVR writes it: the data columns `header`, then `hvr_op` and
+/// `hvr_integ_seq`.
+pub fn change_csv(header: &[&str], changes: &[Change]) -> String {
+    let mut names = header.to_vec();
+    names.extend(["hvr_op", "hvr_integ_seq"]);
+    let rows: Vec<Vec<Option<String>>> = changes
+        .iter()
+        .map(|c| {
+            let mut r = c.values.clone();
+            r.push(Some(c.op.to_string()));
+            r.push(Some(c.seq.clone()));
+            r
+        })
+        .collect();
+    csv(&names, &rows)
+}
+
 /// A change as a test writes it: op, seq and the data columns (None = NULL).
 #[derive(Clone, Debug)]
 pub struct Change {
