@@ -530,3 +530,53 @@ fn a_value_that_needs_a_wider_type_widens_the_column_as_delta_allows() {
     assert!(h.has_file("4-t.csv"));
     assert_eq!(h.rows("t").rows, want);
 }
+
+#[test]
+fn a_soft_delete_table_over_random_cycles_with_repeated_keys_matches_a_model() {
+    let mut h = Hvr::new();
+    h.userarg = "mode=soft_delete".into();
+    let t = Table::new("acct", &["id"], COLS);
+    let mut rng = helpers::Rng(31);
+    // Model: key → (v, deleted). A delete keeps the row as the delete carries it, flagged;
+    // the last change of a key in a cycle decides.
+    let mut model: std::collections::BTreeMap<u64, (String, bool)> = Default::default();
+    let mut text = String::from("id,v,hvr_op,hvr_integ_seq\n");
+    for id in 0..10u64 {
+        text.push_str(&format!("{id},r{id},1,{id:x}\n"));
+        model.insert(id, (format!("r{id}"), false));
+    }
+    h.write("0-acct.csv", &text);
+    h.ok("refr_write_end", &[&t], &["0-acct.csv"]);
+    let mut seq = 100u64;
+    for cycle in 1..=8 {
+        let mut text = String::from("id,v,hvr_op,hvr_integ_seq\n");
+        for j in 0..20 {
+            // 14 keys: some never refreshed; a key often changes more than once a cycle.
+            let id = rng.below(14);
+            let op = [1, 2, 0][rng.below(3) as usize];
+            seq += 1;
+            let v = format!("c{cycle}r{j}");
+            text.push_str(&format!("{id},{v},{op},{seq:x}\n"));
+            model.insert(id, (v, op == 0));
+        }
+        let name = format!("{cycle}-acct.csv");
+        h.write(&name, &text);
+        h.ok("integ_end", &[&t], &[&name]);
+        let got = h.rows("acct").rows;
+        let want: Vec<Vec<Option<String>>> = model
+            .iter()
+            .map(|(id, (v, d))| row(&[&id.to_string(), v, &d.to_string()]))
+            .collect();
+        let mut seen: Vec<Vec<Option<String>>> = got.iter().map(|r| r[..3].to_vec()).collect();
+        seen.sort_by_key(|r| r[0].as_ref().map(|k| k.parse::<u64>().unwrap()));
+        assert_eq!(seen, want, "cycle {cycle}");
+        for r in &got {
+            let deleted = r[2].as_deref() == Some("true");
+            assert_eq!(
+                r[3].is_some(),
+                deleted,
+                "deleted_at set exactly on deleted rows: {r:?}"
+            );
+        }
+    }
+}
