@@ -1158,6 +1158,24 @@ impl<'s, 'i> TypeSources<'s, 'i> {
                 }
             }
         }
-        commit::partition::with_spec(Arc::new(Schema::new(fields)), self.partitioning, self.base)
+        let columns = commit::partition::with_spec(
+            Arc::new(Schema::new(fields)),
+            self.partitioning,
+            self.base,
+        )?;
+        if self.existing.is_some() || !self.settings.deletion_vectors {
+            return Ok(columns);
+        }
+        // A new table: merges mark changed rows in deletion vectors (commit::create sets the
+        // property the columns carry).
+        let mut meta = columns.metadata().clone();
+        meta.insert(
+            commit::deletion_vectors::PROPERTY.to_string(),
+            "true".to_string(),
+        );
+        Ok(Arc::new(Schema::new_with_metadata(
+            columns.fields().clone(),
+            meta,
+        )))
     }
 }

@@ -152,6 +152,11 @@ pub const SETTINGS: &[SettingDoc] = &[
         doc: "true: compaction Z-orders the table by its key columns (clusters keys, so merges touch fewer files)",
     },
     SettingDoc {
+        name: "deletion_vectors",
+        default: "false",
+        doc: "true: tables hvrlake creates have Delta deletion vectors on (delta.enableDeletionVectors), and a merge marks changed rows deleted instead of rewriting their files (much faster on large tables); needs readers that apply deletion vectors. An existing table keeps what it has",
+    },
+    SettingDoc {
         name: "partition_by",
         default: "",
         doc: "partitioned tables: TABLE:EXPR[,EXPR..][;TABLE:..], EXPR a column or year(col), month(col), day(col) of a date or timestamp column (added as col_year, col_month, col_day); applies when a table is created or refreshed",
@@ -387,6 +392,8 @@ pub struct Settings {
     pub partition_by: HashMap<String, Vec<PartExpr>>,
     /// Whether rows never move between partitions (`partition_stable`).
     pub partition_stable: bool,
+    /// Whether new tables get deletion vectors (`deletion_vectors`).
+    pub deletion_vectors: bool,
     /// Object-store options (`aws_*`, `azure_*`, and the retry options `max_retries` and
     /// `retry_timeout`), as object_store / delta-rs name them.
     pub storage: HashMap<String, String>,
@@ -684,6 +691,7 @@ impl Settings {
         Ok(Settings {
             partition_by,
             partition_stable: boolean("partition_stable")?,
+            deletion_vectors: boolean("deletion_vectors")?,
             storage: retries,
             commit_retries,
             lock_wait,

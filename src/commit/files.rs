@@ -30,6 +30,8 @@ const INDEXED_COLUMNS: u64 = 32;
 pub struct FileSink {
     senders: Vec<mpsc::Sender<RecordBatch>>,
     tasks: Vec<JoinHandle<Result<Vec<Add>>>>,
+    /// The writers' schema (the table's columns, no metadata).
+    schema: SchemaRef,
     /// Rows sent so far.
     next: usize,
     table: DeltaTable,
@@ -53,8 +55,10 @@ impl FileSink {
         let properties = writer_properties(&columns);
         // A partitioned table: each writer splits its batches by partition values.
         let partitions = super::partition::names(&columns);
+        // The writers compare each batch's schema with theirs, metadata too: none on either.
+        let schema = super::plain_schema(&columns);
         let config = WriterConfig::new(
-            columns,
+            schema.clone(),
             partitions,
             Some(properties),
             NonZeroU64::new(TARGET_FILE_BYTES),
@@ -81,6 +85,7 @@ impl FileSink {
         Ok(FileSink {
             senders,
             tasks,
+            schema,
             next: 0,
             table,
             created_dir,
@@ -90,6 +95,11 @@ impl FileSink {
     /// Hands one batch to the next writer, waiting while it is busy. Call it from a thread
     /// outside the runtime. A writer that failed is reported by [`FileSink::finish`].
     pub fn send(&mut self, batch: RecordBatch) -> Result<()> {
+        let batch = if batch.schema() == self.schema {
+            batch
+        } else {
+            RecordBatch::try_new(self.schema.clone(), batch.columns().to_vec())?
+        };
         // Runs of about SLICE_ROWS rows per writer: a small write stays one file.
         let i = (self.next / SLICE_ROWS) % self.senders.len();
         self.next += batch.num_rows();

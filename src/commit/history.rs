@@ -295,7 +295,7 @@ pub async fn apply(
             .map(|v| sortable_seq(orders.value(v.0 as usize)))
             .collect::<Vec<_>>(),
     ));
-    let new_rows = RecordBatch::try_new(columns.clone(), cols)?;
+    let new_rows = RecordBatch::try_new(super::plain_schema(columns), cols)?;
 
     if closes.is_empty() {
         // Only keys the table does not have: a plain append.

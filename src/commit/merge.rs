@@ -2,7 +2,6 @@
 //! (delete, update, insert), a plain write when the table is new, an overwrite after a truncate.
 
 use std::ops::Not;
-use std::sync::Arc;
 
 use arrow::array::{AsArray, RecordBatch};
 use arrow::datatypes::{Int8Type, SchemaRef};
@@ -17,7 +16,7 @@ use std::sync::Mutex;
 use arrow::array::{ArrayRef, BooleanArray, BooleanBufferBuilder};
 use arrow::datatypes::{DataType, Int64Type};
 use arrow::row::{RowConverter, SortField};
-use deltalake::kernel::Action;
+use deltalake::kernel::{Action, Add, Remove};
 use deltalake::protocol::DeltaOperation;
 use futures::StreamExt;
 use object_store::ObjectStoreExt;
@@ -25,6 +24,9 @@ use parquet::arrow::ProjectionMask;
 use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
 use rayon::prelude::*;
 
+use roaring::RoaringTreemap;
+
+use super::deletion_vectors;
 use super::files::FileSink;
 use super::partition;
 use super::progress::Mark;
@@ -67,7 +69,7 @@ pub async fn apply(
             SaveMode::Append
         };
         let batches = if upserts.is_empty() {
-            vec![RecordBatch::new_empty(columns.clone())]
+            vec![RecordBatch::new_empty(super::plain_schema(&columns))]
         } else {
             upserts
         };
@@ -184,7 +186,7 @@ fn upsert_rows(batches: &[RecordBatch], columns: &SchemaRef) -> Result<Vec<Recor
             let cols = (0..columns.fields().len())
                 .map(|i| kept.column(i).clone())
                 .collect();
-            out.push(RecordBatch::try_new(Arc::clone(columns), cols)?);
+            out.push(RecordBatch::try_new(super::plain_schema(columns), cols)?);
         }
     }
     Ok(out)
@@ -206,7 +208,9 @@ fn plain_files(table: &DeltaTable) -> Result<bool> {
         .iter()
         .any(|f| f.deletion_vector_descriptor().is_some());
     // With the change data feed on, delta-rs's MERGE writes the change files readers need.
-    Ok(!mapped && !vectors && !super::change_data_feed(table))
+    // Deletion vectors are read when hvrlake writes them too.
+    let vectors_ok = !vectors || deletion_vectors::enabled(table);
+    Ok(!mapped && vectors_ok && !super::change_data_feed(table))
 }
 
 /// The changes' keys, row-encoded, and whether each is an upsert.
@@ -289,6 +293,29 @@ fn unchanged_rows(
     set: &KeySet,
     keys: &[String],
 ) -> Result<(BooleanArray, usize, usize)> {
+    let changes = changed(b, set, keys, None)?;
+    let mut keep = BooleanBufferBuilder::new(b.num_rows());
+    keep.append_n(b.num_rows(), true);
+    let (mut updated, mut deleted) = (0, 0);
+    for (r, upsert) in changes {
+        keep.set_bit(r, false);
+        if upsert {
+            updated += 1;
+        } else {
+            deleted += 1;
+        }
+    }
+    Ok((BooleanArray::new(keep.finish(), None), updated, deleted))
+}
+
+/// The rows of `b` whose key the cycle changes (row, whether by an upsert), leaving out the
+/// rows `gone` says are deleted already (a deletion vector; `b` starts at its row `first`).
+fn changed(
+    b: &RecordBatch,
+    set: &KeySet,
+    keys: &[String],
+    gone: Option<(&RoaringTreemap, u64)>,
+) -> Result<Vec<(usize, bool)>> {
     let cols: Vec<ArrayRef> = keys
         .iter()
         .zip(&set.key_types)
@@ -300,22 +327,47 @@ fn unchanged_rows(
         })
         .collect::<Result<_>>()?;
     let rows = set.converter.convert_columns(&cols)?;
-    let (mut updated, mut deleted) = (0, 0);
-    let mut keep = BooleanBufferBuilder::new(b.num_rows());
+    let mut out = Vec::new();
     for r in 0..b.num_rows() {
-        match set.ops.get(rows.row(r).as_ref()) {
-            None => keep.append(true),
-            Some(upsert) => {
-                keep.append(false);
-                if *upsert {
-                    updated += 1;
-                } else {
-                    deleted += 1;
-                }
-            }
+        if let Some(upsert) = set.ops.get(rows.row(r).as_ref())
+            && gone.is_none_or(|(g, first)| !g.contains(first + r as u64))
+        {
+            out.push((r, *upsert));
         }
     }
-    Ok((BooleanArray::new(keep.finish(), None), updated, deleted))
+    Ok(out)
+}
+
+/// The rows of one data file the cycle changes, added to the rows its deletion vector
+/// deletes already (`gone`): the file's new deletion vector, with how many rows the cycle
+/// updates and deletes, and the file's row count. Only its key columns are read.
+#[allow(clippy::too_many_arguments)]
+fn mark_changed(
+    bytes: &bytes::Bytes,
+    name: &str,
+    set: &KeySet,
+    keys: &[String],
+    columns: &SchemaRef,
+    values: &partition::Values,
+    gone: RoaringTreemap,
+) -> Result<(RoaringTreemap, usize, usize, u64)> {
+    let (mut updated, mut deleted) = (0, 0);
+    let mut marks = gone.clone();
+    let mut first = 0u64;
+    for b in read_file(bytes.clone(), name, Some(keys))? {
+        let b = b.map_err(|e| Error::msg(format!("{name}: {e}")))?;
+        let b = partition::with_values(b, columns, values)?;
+        for (r, upsert) in changed(&b, set, keys, Some((&gone, first)))? {
+            marks.insert(first + r as u64);
+            if upsert {
+                updated += 1;
+            } else {
+                deleted += 1;
+            }
+        }
+        first += b.num_rows() as u64;
+    }
+    Ok((marks, updated, deleted, first))
 }
 
 /// Reads a data file: only `only` columns (by name) when given.
@@ -339,27 +391,6 @@ fn read_file(
         builder = builder.with_projection(mask);
     }
     builder.with_batch_size(65536).build().map_err(at)
-}
-
-/// How many rows of one data file the cycle updates and deletes: its key columns only.
-fn count_changed(
-    bytes: &bytes::Bytes,
-    name: &str,
-    set: &KeySet,
-    keys: &[String],
-    columns: &SchemaRef,
-    values: &partition::Values,
-) -> Result<(usize, usize)> {
-    let (mut updated, mut deleted) = (0, 0);
-    for b in read_file(bytes.clone(), name, Some(keys))? {
-        let b = b.map_err(|e| Error::msg(format!("{name}: {e}")))?;
-        // A key column that is a partition column is not in the file: its value is the file's.
-        let b = partition::with_values(b, columns, values)?;
-        let (_, u, d) = unchanged_rows(&b, set, keys)?;
-        updated += u;
-        deleted += d;
-    }
-    Ok((updated, deleted))
 }
 
 /// Streams the rows of one data file whose key did not change to `sink`, a batch at a time.
@@ -427,14 +458,21 @@ async fn rewrite(
         .log_data()
         .iter()
         .filter(|f| set.may_touch(f.stats().as_deref(), &keys[0]))
-        .map(|f| (f.object_store_path(), f.remove_action(true)))
-        .filter(|(_, r)| {
+        .map(|f| {
+            // The file's add, to commit it again with a new deletion vector.
+            #[allow(deprecated)]
+            let add = f.add_action();
+            (f.object_store_path(), f.remove_action(true), add)
+        })
+        .filter(|(_, r, _)| {
             touched.as_ref().is_none_or(|t| {
                 let values = r.partition_values.clone().unwrap_or_default();
                 t.contains(&partition::file_key(&columns, &values))
             })
         })
         .collect();
+    // Deletion vectors: changed rows are marked deleted instead of their files rewritten.
+    let dv = deletion_vectors::enabled(&table);
     if std::env::var_os("HVRLAKE_TIMINGS").is_some() {
         eprintln!(
             "hvrlake: timing: merge reads {} of {total} data files",
@@ -448,12 +486,17 @@ async fn rewrite(
     // a key changed, copied without the changed rows a batch at a time.
     let mut filtered: Result<Vec<_>> = Ok(Vec::new());
     for wave in candidates.chunks(writers.max(1)) {
-        let fetched: Result<Vec<(bytes::Bytes, deltalake::kernel::Remove)>> =
-            futures::stream::iter(wave.iter().cloned().map(|(path, remove)| {
+        type Fetched = (bytes::Bytes, Remove, Add, RoaringTreemap);
+        let fetched: Result<Vec<Fetched>> =
+            futures::stream::iter(wave.iter().cloned().map(|(path, remove, add)| {
                 let store = store.clone();
                 async move {
                     let bytes = store.get(&path).await?.bytes().await?;
-                    Ok::<_, Error>((bytes, remove))
+                    let gone = match &add.deletion_vector {
+                        Some(d) => deletion_vectors::read(store.as_ref(), d).await?,
+                        None => RoaringTreemap::new(),
+                    };
+                    Ok::<_, Error>((bytes, remove, add, gone))
                 }
             }))
             .buffered(writers.max(1))
@@ -465,15 +508,37 @@ async fn rewrite(
             tokio::task::block_in_place(|| {
                 fetched
                     .into_par_iter()
-                    .map(|(bytes, remove)| {
+                    .map(|(bytes, remove, add, gone)| {
                         let values = remove.partition_values.clone().unwrap_or_default();
-                        let (u, d) =
-                            count_changed(&bytes, &remove.path, &set, keys, &columns, &values)?;
+                        if dv {
+                            let (marks, u, d, rows) = mark_changed(
+                                &bytes,
+                                &remove.path,
+                                &set,
+                                keys,
+                                &columns,
+                                &values,
+                                gone,
+                            )?;
+                            if u + d == 0 {
+                                return Ok(None);
+                            }
+                            return Ok(Some((remove, Some((add, marks, rows)), u, d)));
+                        }
+                        let (_, u, d, _) = mark_changed(
+                            &bytes,
+                            &remove.path,
+                            &set,
+                            keys,
+                            &columns,
+                            &values,
+                            RoaringTreemap::new(),
+                        )?;
                         if u + d == 0 {
                             return Ok(None);
                         }
                         copy_unchanged(bytes, &remove.path, &set, keys, &columns, &values, &sink)?;
-                        Ok(Some((remove, u, d)))
+                        Ok(Some((remove, None, u, d)))
                     })
                     .collect::<Result<Vec<_>>>()
             })
@@ -506,10 +571,31 @@ async fn rewrite(
     };
     let (mut updated, mut deleted) = (0, 0);
     let mut actions = Vec::new();
-    for (remove, u, d) in removes.into_iter().flatten() {
+    // Files that keep some rows get their new deletion vectors, all in one new file.
+    let mut marked: Vec<(Add, RoaringTreemap)> = Vec::new();
+    for (remove, vector, u, d) in removes.into_iter().flatten() {
         updated += u;
         deleted += d;
         actions.push(Action::Remove(remove));
+        if let Some((add, marks, rows)) = vector
+            && marks.len() < rows
+        {
+            marked.push((add, marks));
+        }
+    }
+    let vectors: Vec<RoaringTreemap> = marked.iter().map(|(_, m)| m.clone()).collect();
+    let written = match deletion_vectors::write(store.as_ref(), &vectors).await {
+        Ok(w) => w,
+        Err(e) => {
+            staged.discard().await;
+            return Err(e);
+        }
+    };
+    for ((mut add, _), descriptor) in marked.into_iter().zip(written) {
+        add.deletion_vector = Some(descriptor);
+        add.data_change = true;
+        add.modification_time = chrono::Utc::now().timestamp_millis();
+        actions.push(Action::Add(add));
     }
     let (table, adds) = staged.into_parts();
     // New columns a cycle brought: files written before lack them and read as NULL.

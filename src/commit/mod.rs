@@ -1,6 +1,7 @@
 //! The only code that writes Delta: one transaction per table per call. `merge` applies an
 //! integrate cycle's net changes, `refresh` replaces a table with a refresh's rows.
 
+pub mod deletion_vectors;
 pub mod files;
 pub mod history;
 pub mod merge;
@@ -181,6 +182,15 @@ pub fn recorded_keys(table: &DeltaTable) -> Result<Option<Vec<String>>> {
         .map(|k| k.split(',').map(str::to_string).collect()))
 }
 
+/// `columns` without the schema metadata hvrlake carries on them (partitioning, properties for
+/// a new table): delta-rs's writes compare a batch's schema with the table's, metadata too.
+pub fn plain_schema(columns: &SchemaRef) -> SchemaRef {
+    if columns.metadata().is_empty() {
+        return columns.clone();
+    }
+    std::sync::Arc::new(arrow::datatypes::Schema::new(columns.fields().clone()))
+}
+
 /// Rows in the table's current version, from the file statistics.
 pub fn row_count(table: &DeltaTable) -> Result<usize> {
     if !exists(table) {
@@ -190,7 +200,13 @@ pub fn row_count(table: &DeltaTable) -> Result<usize> {
         .snapshot()?
         .log_data()
         .iter()
-        .map(|f| f.num_records().unwrap_or(0))
+        .map(|f| {
+            // Rows a deletion vector deletes are not the table's.
+            let gone = f
+                .deletion_vector_descriptor()
+                .map_or(0, |d| d.cardinality as usize);
+            f.num_records().unwrap_or(0).saturating_sub(gone)
+        })
         .sum())
 }
 
@@ -249,6 +265,12 @@ pub async fn create(table: DeltaTable, columns: &SchemaRef, keys: &[String]) -> 
     if !keys.is_empty() {
         props.insert(KEYS_PROPERTY.to_string(), Some(keys.join(",")));
     }
+    // Delta properties the columns carry for a new table (deletion vectors).
+    for (k, v) in columns.metadata() {
+        if k.starts_with("delta.") {
+            props.insert(k.clone(), Some(v.clone()));
+        }
+    }
     let spec = partition::spec_of(columns);
     if !spec.is_empty() {
         props.insert(
@@ -285,11 +307,14 @@ pub async fn append(
         let cols = (0..columns.fields().len())
             .map(|i| b.column(i).clone())
             .collect();
-        batches.push(arrow::array::RecordBatch::try_new(columns.clone(), cols)?);
+        batches.push(arrow::array::RecordBatch::try_new(
+            plain_schema(columns),
+            cols,
+        )?);
     }
     let rows: usize = batches.iter().map(|b| b.num_rows()).sum();
     if batches.is_empty() {
-        batches.push(arrow::array::RecordBatch::new_empty(columns.clone()));
+        batches.push(arrow::array::RecordBatch::new_empty(plain_schema(columns)));
     }
     let table = table
         .write(batches)
