@@ -265,7 +265,7 @@ pub fn last_per_key(batches: &[RecordBatch], keys: &[String]) -> Result<Vec<Reco
             .map(|&i| SortField::new(schema.field(i).data_type().clone()))
             .collect(),
     )?;
-    let state = std::hash::RandomState::new();
+    let state = foldhash::fast::RandomState::default();
     // Keys and their hashes, per batch, in parallel.
     let encoded: Vec<(Rows, Vec<u64>)> = batches
         .par_iter()
@@ -281,7 +281,8 @@ pub fn last_per_key(batches: &[RecordBatch], keys: &[String]) -> Result<Vec<Reco
     let winners: Vec<Vec<(u32, u32)>> = (0..parts)
         .into_par_iter()
         .map(|p| {
-            let mut best: HashMap<&[u8], (u32, u32)> = HashMap::new();
+            let mut best: HashMap<&[u8], (u32, u32), _> =
+                HashMap::with_hasher(foldhash::fast::RandomState::default());
             for (bi, (rows, hashes)) in encoded.iter().enumerate() {
                 let order = batches[bi].column(order_idx).as_binary::<i32>();
                 for (ri, h) in hashes.iter().enumerate() {

@@ -11,14 +11,14 @@ use deltalake::DeltaTable;
 use deltalake::protocol::SaveMode;
 
 use std::collections::HashMap;
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 
 use arrow::array::{ArrayRef, BooleanArray, BooleanBufferBuilder};
 use arrow::datatypes::{DataType, Int64Type};
 use arrow::row::{RowConverter, SortField};
 use deltalake::kernel::{Action, Add, Remove};
 use deltalake::protocol::DeltaOperation;
-use futures::StreamExt;
+use futures::{StreamExt, TryStreamExt};
 use object_store::ObjectStoreExt;
 use parquet::arrow::ProjectionMask;
 use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
@@ -217,7 +217,7 @@ fn plain_files(table: &DeltaTable) -> Result<bool> {
 struct KeySet {
     converter: RowConverter,
     key_types: Vec<DataType>,
-    ops: HashMap<Box<[u8]>, bool>,
+    ops: HashMap<Box<[u8]>, bool, foldhash::fast::RandomState>,
     /// The first key column's values when it is an integer: to skip files by statistics.
     first_ints: Option<Vec<i64>>,
 }
@@ -240,7 +240,7 @@ impl KeySet {
                 .collect(),
         )?;
         let op_idx = schema.index_of(change::OP)?;
-        let mut ops = HashMap::new();
+        let mut ops = HashMap::with_hasher(foldhash::fast::RandomState::default());
         let mut first_ints = matches!(
             key_types[0],
             DataType::Int64 | DataType::Int32 | DataType::Int16 | DataType::Int8
@@ -338,10 +338,51 @@ fn changed(
     Ok(out)
 }
 
-/// The rows of one data file the cycle changes, added to the rows its deletion vector
-/// deletes already (`gone`): the file's new deletion vector, with how many rows the cycle
-/// updates and deletes, and the file's row count. Only its key columns are read.
-#[allow(clippy::too_many_arguments)]
+/// What checking one data file's keys found: the file's new deletion vector (the rows it
+/// deleted already and the rows the cycle changes), how many rows the cycle updates and
+/// deletes, and how many rows the file has.
+struct Marked {
+    marks: RoaringTreemap,
+    updated: usize,
+    deleted: usize,
+    rows: u64,
+}
+
+impl Marked {
+    fn new(gone: RoaringTreemap) -> Self {
+        Marked {
+            marks: gone,
+            updated: 0,
+            deleted: 0,
+            rows: 0,
+        }
+    }
+
+    /// Checks the next batch of the file's key columns (partition values put back first).
+    fn add(
+        &mut self,
+        b: RecordBatch,
+        set: &KeySet,
+        keys: &[String],
+        columns: &SchemaRef,
+        values: &partition::Values,
+    ) -> Result<()> {
+        let b = partition::with_values(b, columns, values)?;
+        let first = self.rows;
+        for (r, upsert) in changed(&b, set, keys, Some((&self.marks, first)))? {
+            self.marks.insert(first + r as u64);
+            if upsert {
+                self.updated += 1;
+            } else {
+                self.deleted += 1;
+            }
+        }
+        self.rows += b.num_rows() as u64;
+        Ok(())
+    }
+}
+
+/// [`Marked`] for one data file already in memory.
 fn mark_changed(
     bytes: &bytes::Bytes,
     name: &str,
@@ -349,25 +390,64 @@ fn mark_changed(
     keys: &[String],
     columns: &SchemaRef,
     values: &partition::Values,
-    gone: RoaringTreemap,
-) -> Result<(RoaringTreemap, usize, usize, u64)> {
-    let (mut updated, mut deleted) = (0, 0);
-    let mut marks = gone.clone();
-    let mut first = 0u64;
+) -> Result<Marked> {
+    let mut m = Marked::new(RoaringTreemap::new());
     for b in read_file(bytes.clone(), name, Some(keys))? {
         let b = b.map_err(|e| Error::msg(format!("{name}: {e}")))?;
-        let b = partition::with_values(b, columns, values)?;
-        for (r, upsert) in changed(&b, set, keys, Some((&gone, first)))? {
-            marks.insert(first + r as u64);
-            if upsert {
-                updated += 1;
-            } else {
-                deleted += 1;
-            }
-        }
-        first += b.num_rows() as u64;
+        m.add(b, set, keys, columns, values)?;
     }
-    Ok((marks, updated, deleted, first))
+    Ok(m)
+}
+
+/// [`Marked`] for one data file in the store, starting from the rows its deletion vector
+/// deletes (`gone`): only its key columns are fetched (ranged reads).
+#[allow(clippy::too_many_arguments)]
+async fn mark_changed_in_store(
+    store: Arc<dyn object_store::ObjectStore>,
+    path: deltalake::Path,
+    size: u64,
+    set: &KeySet,
+    keys: &[String],
+    columns: &SchemaRef,
+    values: &partition::Values,
+    gone: RoaringTreemap,
+) -> Result<Marked> {
+    use parquet::arrow::async_reader::ParquetRecordBatchStreamBuilder;
+    let name = path.to_string();
+    let at = |e: parquet::errors::ParquetError| Error::msg(format!("{name}: {e}"));
+    let reader = super::files::DataFileReader::new(store, path, size);
+    let builder = ParquetRecordBatchStreamBuilder::new(reader)
+        .await
+        .map_err(at)?;
+    let roots: Vec<usize> = builder
+        .schema()
+        .fields()
+        .iter()
+        .enumerate()
+        .filter(|(_, f)| keys.contains(f.name()))
+        .map(|(i, _)| i)
+        .collect();
+    let mask = ProjectionMask::roots(builder.parquet_schema(), roots);
+    let mut stream = builder
+        .with_projection(mask)
+        .with_batch_size(65536)
+        .build()
+        .map_err(at)?;
+    let mut m = Marked::new(gone);
+    while let Some(b) = stream.try_next().await.map_err(at)? {
+        m.add(b, set, keys, columns, values)?;
+    }
+    Ok(m)
+}
+
+/// With `HVRLAKE_TIMINGS` set, how long a part of the merge took.
+fn timing(what: &str, since: std::time::Instant) {
+    if std::env::var_os("HVRLAKE_TIMINGS").is_some() {
+        eprintln!(
+            "hvrlake: timing: {what} {:.3}s",
+            since.elapsed().as_secs_f64()
+        );
+    }
 }
 
 /// Reads a data file: only `only` columns (by name) when given.
@@ -481,22 +561,61 @@ async fn rewrite(
     }
     let store = table.object_store();
     let writers = std::thread::available_parallelism().map_or(1, usize::from);
-    let sink = Mutex::new(FileSink::start(table.clone(), columns.clone(), writers)?);
+    let sink = Arc::new(Mutex::new(FileSink::start(
+        table.clone(),
+        columns.clone(),
+        writers,
+    )?));
+    // The upserts go to the writers while the files are checked (they do not depend on it).
+    let sending = {
+        let sink = sink.clone();
+        tokio::task::spawn_blocking(move || -> Result<()> {
+            for b in upserts {
+                sink.lock().expect("file sink").send(b)?;
+            }
+            Ok(())
+        })
+    };
     // A few files at a time: fetched together, then checked by their key columns and, when
     // a key changed, copied without the changed rows a batch at a time.
     let mut filtered: Result<Vec<_>> = Ok(Vec::new());
-    for wave in candidates.chunks(writers.max(1)) {
-        type Fetched = (bytes::Bytes, Remove, Add, RoaringTreemap);
-        let fetched: Result<Vec<Fetched>> =
-            futures::stream::iter(wave.iter().cloned().map(|(path, remove, add)| {
+    let t_files = std::time::Instant::now();
+    if dv {
+        // Deletion vectors: only the key columns of each file are fetched and checked.
+        let (set, columns) = (&set, &columns);
+        let checked =
+            futures::stream::iter(candidates.iter().cloned().map(|(path, remove, add)| {
                 let store = store.clone();
                 async move {
-                    let bytes = store.get(&path).await?.bytes().await?;
                     let gone = match &add.deletion_vector {
                         Some(d) => deletion_vectors::read(store.as_ref(), d).await?,
                         None => RoaringTreemap::new(),
                     };
-                    Ok::<_, Error>((bytes, remove, add, gone))
+                    let values = remove.partition_values.clone().unwrap_or_default();
+                    let size = add.size as u64;
+                    let m =
+                        mark_changed_in_store(store, path, size, set, keys, columns, &values, gone)
+                            .await?;
+                    if m.updated + m.deleted == 0 {
+                        return Ok(None);
+                    }
+                    let (u, d) = (m.updated, m.deleted);
+                    Ok::<_, Error>(Some((remove, Some((add, m.marks, m.rows)), u, d)))
+                }
+            }))
+            .buffer_unordered(writers.max(1) * 2)
+            .try_collect::<Vec<_>>()
+            .await;
+        filtered = checked;
+    }
+    for wave in candidates.chunks(writers.max(1)).filter(|_| !dv) {
+        // Copy-on-write (no deletion vectors in the table): whole files are fetched.
+        let fetched: Result<Vec<(bytes::Bytes, Remove)>> =
+            futures::stream::iter(wave.iter().cloned().map(|(path, remove, _)| {
+                let store = store.clone();
+                async move {
+                    let bytes = store.get(&path).await?.bytes().await?;
+                    Ok::<_, Error>((bytes, remove))
                 }
             }))
             .buffered(writers.max(1))
@@ -508,32 +627,10 @@ async fn rewrite(
             tokio::task::block_in_place(|| {
                 fetched
                     .into_par_iter()
-                    .map(|(bytes, remove, add, gone)| {
+                    .map(|(bytes, remove)| {
                         let values = remove.partition_values.clone().unwrap_or_default();
-                        if dv {
-                            let (marks, u, d, rows) = mark_changed(
-                                &bytes,
-                                &remove.path,
-                                &set,
-                                keys,
-                                &columns,
-                                &values,
-                                gone,
-                            )?;
-                            if u + d == 0 {
-                                return Ok(None);
-                            }
-                            return Ok(Some((remove, Some((add, marks, rows)), u, d)));
-                        }
-                        let (_, u, d, _) = mark_changed(
-                            &bytes,
-                            &remove.path,
-                            &set,
-                            keys,
-                            &columns,
-                            &values,
-                            RoaringTreemap::new(),
-                        )?;
+                        let m = mark_changed(&bytes, &remove.path, &set, keys, &columns, &values)?;
+                        let (u, d) = (m.updated, m.deleted);
                         if u + d == 0 {
                             return Ok(None);
                         }
@@ -552,15 +649,19 @@ async fn rewrite(
             _ => {}
         }
     }
-    let filtered = filtered.and_then(|removes| {
-        tokio::task::block_in_place(|| {
-            for b in upserts {
-                sink.lock().expect("file sink").send(b)?;
-            }
-            Ok(removes)
-        })
-    });
+    timing("merge: files fetched and checked", t_files);
+    let t_scan = std::time::Instant::now();
+    let sent = match sending.await {
+        Ok(sent) => sent,
+        Err(e) => Err(Error::msg(format!(
+            "sending the upserts to the writers: {e}"
+        ))),
+    };
+    let filtered = filtered.and_then(|removes| sent.map(|()| removes));
+    let sink = Arc::into_inner(sink).expect("the only handle left");
     let staged = sink.into_inner().expect("file sink").finish().await;
+    timing("merge: upserts written", t_scan);
+    let t_commit = std::time::Instant::now();
     let (removes, staged) = match (filtered, staged) {
         (Ok(r), Ok(s)) => (r, s),
         (Err(e), Ok(s)) => {
@@ -614,6 +715,7 @@ async fn rewrite(
         not_matched_by_source_predicates: vec![],
     };
     let (table, version) = super::commit_actions(table, actions, operation, mark).await?;
+    timing("merge: vectors and commit", t_commit);
     Ok((
         table,
         Outcome {
