@@ -273,7 +273,9 @@ pub async fn run(
         crate::failpoint(&format!("after_commit:{}", s.table));
         if kind == Kind::Integrate
             && !skipped
-            && (settings.compact_small_files > 0 || settings.compact_every > 0)
+            && (settings.compact_small_files > 0
+                || settings.compact_every > 0
+                || settings.compact_deleted_share > 0.0)
         {
             let app = cycle.as_ref().map(|c| c.app_id.as_str());
             compact_if_needed(table, &s.table, app, settings).await;
@@ -295,6 +297,10 @@ async fn compact_if_needed(
     let run = async {
         let (_, small, _) = crate::upkeep::file_counts(&table)?;
         let by_count = settings.compact_small_files > 0 && small >= settings.compact_small_files;
+        // Deletion vectors: rows marked deleted still cost every reader, and each cycle's
+        // upserts are a new small file; compact once the vectors delete a set share.
+        let by_vectors = settings.compact_deleted_share > 0.0
+            && crate::upkeep::deleted_share(&table)? >= settings.compact_deleted_share;
         // Every N cycles: the app id's txn version counts the cycles applied.
         let by_cycle = match (settings.compact_every, app_id) {
             (0, _) | (_, None) => false,
@@ -302,7 +308,7 @@ async fn compact_if_needed(
                 .await?
                 .is_some_and(|v| v > 0 && (v as u64).is_multiple_of(n as u64)),
         };
-        if !by_count && !by_cycle {
+        if !by_count && !by_cycle && !by_vectors {
             return Ok(None);
         }
         let zorder = match settings.compact_zorder {

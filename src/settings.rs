@@ -142,6 +142,11 @@ pub const SETTINGS: &[SettingDoc] = &[
         doc: "after an integrate commit, compact the table when it has at least this many files under 32 MB (0: never); one more commit, no data change",
     },
     SettingDoc {
+        name: "compact_deleted_share",
+        default: "0.1",
+        doc: "tables with deletion vectors: also compact after an integrate commit once the vectors delete this share of the stored rows (0: never)",
+    },
+    SettingDoc {
         name: "compact_every",
         default: "0",
         doc: "also compact a table after every N-th cycle applied to it (0: never)",
@@ -394,6 +399,8 @@ pub struct Settings {
     pub partition_stable: bool,
     /// Whether new tables get deletion vectors (`deletion_vectors`).
     pub deletion_vectors: bool,
+    /// Compact once deletion vectors delete this share of the stored rows.
+    pub compact_deleted_share: f64,
     /// Object-store options (`aws_*`, `azure_*`, and the retry options `max_retries` and
     /// `retry_timeout`), as object_store / delta-rs name them.
     pub storage: HashMap<String, String>,
@@ -620,6 +627,17 @@ impl Settings {
                 ),
             }
         };
+        let share = |name: &str| -> Result<f64> {
+            let (v, o) = get(name);
+            match v.trim().parse::<f64>() {
+                Ok(x) if (0.0..=1.0).contains(&x) => Ok(x),
+                _ => bail!(
+                    "{} is '{v}', expected a share between 0 and 1",
+                    where_(name, &o)
+                ),
+            }
+        };
+        let compact_deleted_share = share("compact_deleted_share")?;
         // Passed to object_store's retry layer under the names delta-rs parses.
         let retries = HashMap::from([
             (
@@ -692,6 +710,7 @@ impl Settings {
             partition_by,
             partition_stable: boolean("partition_stable")?,
             deletion_vectors: boolean("deletion_vectors")?,
+            compact_deleted_share,
             storage: retries,
             commit_retries,
             lock_wait,

@@ -36,6 +36,25 @@ pub fn file_counts(table: &DeltaTable) -> Result<(usize, usize, u64)> {
     Ok((files, small, bytes))
 }
 
+/// The share of the table's stored rows that deletion vectors delete (0 without vectors).
+pub fn deleted_share(table: &DeltaTable) -> Result<f64> {
+    if !commit::exists(table) {
+        return Ok(0.0);
+    }
+    let (mut stored, mut deleted) = (0u64, 0u64);
+    for f in table.snapshot()?.log_data().iter() {
+        stored += f.num_records().unwrap_or(0) as u64;
+        deleted += f
+            .deletion_vector_descriptor()
+            .map_or(0, |d| d.cardinality as u64);
+    }
+    Ok(if stored == 0 {
+        0.0
+    } else {
+        deleted as f64 / stored as f64
+    })
+}
+
 /// What a compaction did.
 #[derive(Debug)]
 pub struct Compacted {

@@ -39,7 +39,7 @@ fn model_rows(model: &Model) -> String {
 #[test]
 fn merges_write_deletion_vectors_and_every_reader_sees_the_model() {
     let mut h = Hvr::new();
-    h.userarg = "deletion_vectors=true compact_small_files=0".into();
+    h.userarg = "deletion_vectors=true compact_small_files=0 compact_deleted_share=0".into();
     let t = Table::new("t", &["id"], &["id", "v", "hvr_op", "hvr_integ_seq"]);
     let mut model = Model::default();
     let refresh: Vec<_> = (0..300u64)
@@ -105,4 +105,39 @@ fn merges_write_deletion_vectors_and_every_reader_sees_the_model() {
             .to_string_lossy()
             .starts_with("deletion_vector_")
     }));
+}
+
+#[test]
+fn a_table_whose_vectors_delete_a_set_share_is_compacted_and_stays_exact() {
+    let mut h = Hvr::new();
+    h.userarg = "deletion_vectors=true compact_small_files=0 compact_deleted_share=0.2".into();
+    let t = Table::new("t", &["id"], &["id", "v", "hvr_op", "hvr_integ_seq"]);
+    let mut model = Model::default();
+    let refresh: Vec<_> = (0..100u64).map(|id| row(&[&id.to_string(), "r"])).collect();
+    model.refresh(&[0], &refresh);
+    h.write("0-t.csv", csv(&["id", "v"], &refresh));
+    h.ok("refr_write_end", &[&t], &["0-t.csv"]);
+    let mut compacted_at = Vec::new();
+    for c in 1..=6u64 {
+        // 10 refreshed keys updated a cycle: 10% more of the stored rows deleted each time.
+        let changes: Vec<Change> = (0..10u64)
+            .map(|j| Change {
+                op: 2,
+                seq: format!("{:x}", c * 100 + j),
+                values: row(&[&((c - 1) * 10 + j).to_string(), &format!("c{c}")]),
+            })
+            .collect();
+        model.apply(&[0], &changes);
+        let name = format!("{c}-t.csv");
+        h.write(&name, helpers::change_csv(&["id", "v"], &changes));
+        let out = h.ok("integ_end", &[&t], &[&name]);
+        if out.stdout.contains("hvrlake: compacted: t:") {
+            compacted_at.push(c);
+        }
+        assert_eq!(h.rows("t").rows, model.sorted(), "cycle {c}");
+    }
+    // Deleted share of the stored rows after each cycle: 10/110, 20/120, 30/130 (at least
+    // 0.2: compacted to 100 rows, no vectors), then 10/110, 20/120, 30/130 again.
+    assert_eq!(compacted_at, vec![3, 6]);
+    assert_eq!(python_rows(&h, "t"), model_rows(&model));
 }
