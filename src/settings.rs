@@ -143,7 +143,7 @@ pub const SETTINGS: &[SettingDoc] = &[
     },
     SettingDoc {
         name: "compact_deleted_share",
-        default: "0.1",
+        default: "0.03",
         doc: "tables with deletion vectors: also compact after an integrate commit once the vectors delete this share of the stored rows (0: never)",
     },
     SettingDoc {
