@@ -60,6 +60,22 @@ pub fn encode_seq(text: &[u8], out: &mut Vec<u8>) -> bool {
     true
 }
 
+/// Where the key columns `keys` sit in `schema`, and their types.
+pub fn key_columns(
+    schema: &arrow::datatypes::Schema,
+    keys: &[String],
+) -> Result<(Vec<usize>, Vec<arrow::datatypes::DataType>), arrow::error::ArrowError> {
+    let idx: Vec<usize> = keys
+        .iter()
+        .map(|k| schema.index_of(k))
+        .collect::<Result<_, _>>()?;
+    let types = idx
+        .iter()
+        .map(|&i| schema.field(i).data_type().clone())
+        .collect();
+    Ok((idx, types))
+}
+
 /// `batch` with column `idx` set to `value` on every row (a boolean column).
 pub fn with_flag(
     batch: &arrow::array::RecordBatch,

@@ -118,14 +118,7 @@ pub async fn apply(
     let all = arrow::compute::concat_batches(schema, changes)?;
     let op_idx = schema.index_of(change::OP)?;
     let order_idx = schema.index_of(change::ORDER)?;
-    let key_idx: Vec<usize> = keys
-        .iter()
-        .map(|k| schema.index_of(k))
-        .collect::<std::result::Result<_, _>>()?;
-    let key_types: Vec<DataType> = key_idx
-        .iter()
-        .map(|&i| schema.field(i).data_type().clone())
-        .collect();
+    let (key_idx, key_types) = change::key_columns(schema, keys)?;
 
     // Only changes that make versions (before-images do not); a partial-key delete that names
     // every key is a delete, one that does not cannot be applied to versions.

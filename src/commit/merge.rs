@@ -225,14 +225,7 @@ struct KeySet {
 impl KeySet {
     fn new(batches: &[RecordBatch], keys: &[String]) -> Result<Self> {
         let schema = batches[0].schema();
-        let key_idx: Vec<usize> = keys
-            .iter()
-            .map(|k| schema.index_of(k))
-            .collect::<std::result::Result<_, _>>()?;
-        let key_types: Vec<DataType> = key_idx
-            .iter()
-            .map(|&i| schema.field(i).data_type().clone())
-            .collect();
+        let (key_idx, key_types) = change::key_columns(&schema, keys)?;
         let converter = RowConverter::new(
             key_types
                 .iter()
