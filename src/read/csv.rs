@@ -703,6 +703,7 @@ fn merge_into(all: &mut [Inference], piece: &[Inference]) {
 }
 
 /// The text of a field, with doubled quotes undone.
+#[inline]
 fn field(piece: &[u8], t: Tok) -> Cow<'_, [u8]> {
     let v = &piece[(t.start & OFFSET) as usize..t.end as usize];
     if t.start & ESCAPED == 0 {

@@ -307,6 +307,13 @@ pub fn parse_decimal(v: &[u8], precision: u8, scale: i8) -> Option<i128> {
         b'+' => (false, &v[1..]),
         _ => (false, v),
     };
+    if d.len() <= 19 {
+        // The common case (up to 18 digits, no exponent): one pass, u64 digits, powers of ten
+        // from a table. Anything else takes the general path below.
+        if let Some(n) = short_decimal(d, precision, scale) {
+            return Some(if neg { -n } else { n });
+        }
+    }
     let (mant, exp) = match d.iter().position(|&b| b == b'e' || b == b'E') {
         Some(p) => (
             &d[..p],
@@ -371,6 +378,53 @@ pub fn parse_decimal(v: &[u8], precision: u8, scale: i8) -> Option<i128> {
         return None;
     }
     Some(if neg { -n } else { n })
+}
+
+/// Powers of ten that fit an i128 decimal of up to 38 digits.
+const POW10: [i128; 39] = {
+    let mut t = [1i128; 39];
+    let mut i = 1;
+    while i < 39 {
+        t[i] = t[i - 1] * 10;
+        i += 1;
+    }
+    t
+};
+
+/// [`parse_decimal`]'s fast path for an unsigned plain decimal of at most 18 digits and one
+/// dot; None when `d` is anything else (the general path then decides).
+#[inline]
+fn short_decimal(d: &[u8], precision: u8, scale: i8) -> Option<i128> {
+    let mut n: u64 = 0;
+    let mut digits = 0u32;
+    let mut dot: Option<usize> = None;
+    for (i, &b) in d.iter().enumerate() {
+        let x = b.wrapping_sub(b'0');
+        if x <= 9 {
+            n = n * 10 + x as u64;
+            digits += 1;
+        } else if b == b'.' && dot.is_none() {
+            dot = Some(i);
+        } else {
+            return None;
+        }
+    }
+    if digits == 0 || digits > 18 || scale < 0 || precision > 38 {
+        return None;
+    }
+    let frac = dot.map_or(0, |p| (d.len() - p - 1) as i32);
+    let shift = scale as i32 - frac;
+    let n = n as i128;
+    let n = if shift >= 0 {
+        n.checked_mul(*POW10.get(shift as usize)?)?
+    } else {
+        let p = *POW10.get((-shift) as usize)?;
+        if n % p != 0 {
+            return None; // would lose digits: the general path says so
+        }
+        n / p
+    };
+    (n < POW10[precision as usize]).then_some(n)
 }
 
 /// Parses `true/false/1/0/t/f/y/n/yes/no`, any case.
