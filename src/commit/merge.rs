@@ -524,6 +524,7 @@ async fn rewrite(
     let set = KeySet::new(&net.batches, keys)?;
     // Partitions the changes can touch (None: any); files of other partitions are not read.
     let touched = partition::touched(&net.batches, &columns, keys, stable)?;
+    let parts = partition::names(&columns);
     drop(net);
     let snapshot = table.snapshot()?;
     let total = snapshot.log_data().num_files();
@@ -539,8 +540,8 @@ async fn rewrite(
         })
         .filter(|(_, r, _)| {
             touched.as_ref().is_none_or(|t| {
-                let values = r.partition_values.clone().unwrap_or_default();
-                t.contains(&partition::file_key(&columns, &values))
+                let values = partition::file_values(&parts, r.partition_values.as_ref());
+                t.contains(&partition::file_key(&values))
             })
         })
         .collect();
@@ -575,71 +576,79 @@ async fn rewrite(
     let t_files = std::time::Instant::now();
     if dv {
         // Deletion vectors: only the key columns of each file are fetched and checked.
-        let (set, columns) = (&set, &columns);
-        let checked =
-            futures::stream::iter(candidates.iter().cloned().map(|(path, remove, add)| {
-                let store = store.clone();
-                async move {
-                    let gone = match &add.deletion_vector {
-                        Some(d) => deletion_vectors::read(store.as_ref(), d).await?,
-                        None => RoaringTreemap::new(),
-                    };
-                    let values = remove.partition_values.clone().unwrap_or_default();
-                    let size = add.size as u64;
-                    let m =
-                        mark_changed_in_store(store, path, size, set, keys, columns, &values, gone)
-                            .await?;
-                    if m.updated + m.deleted == 0 {
-                        return Ok(None);
-                    }
-                    let (u, d) = (m.updated, m.deleted);
-                    Ok::<_, Error>(Some((remove, Some((add, m.marks, m.rows)), u, d)))
+        let (set, columns, parts) = (&set, &columns, &parts);
+        filtered = futures::stream::iter(candidates.iter().cloned().map(|(path, remove, add)| {
+            let store = store.clone();
+            async move {
+                let gone = match &add.deletion_vector {
+                    Some(d) => deletion_vectors::read(store.as_ref(), d).await?,
+                    None => RoaringTreemap::new(),
+                };
+                let values = partition::file_values(parts, remove.partition_values.as_ref());
+                let size = add.size as u64;
+                let m = mark_changed_in_store(store, path, size, set, keys, columns, &values, gone)
+                    .await?;
+                if m.updated + m.deleted == 0 {
+                    return Ok(None);
                 }
-            }))
-            .buffer_unordered(writers.max(1) * 2)
-            .try_collect::<Vec<_>>()
-            .await;
-        filtered = checked;
-    }
-    for wave in candidates.chunks(writers.max(1)).filter(|_| !dv) {
-        // Copy-on-write (no deletion vectors in the table): whole files are fetched.
-        let fetched: Result<Vec<(bytes::Bytes, Remove)>> =
-            futures::stream::iter(wave.iter().cloned().map(|(path, remove, _)| {
-                let store = store.clone();
-                async move {
-                    let bytes = store.get(&path).await?.bytes().await?;
-                    Ok::<_, Error>((bytes, remove))
-                }
-            }))
-            .buffered(writers.max(1))
-            .collect::<Vec<_>>()
-            .await
-            .into_iter()
-            .collect();
-        let done = fetched.and_then(|fetched| {
-            tokio::task::block_in_place(|| {
-                fetched
-                    .into_par_iter()
-                    .map(|(bytes, remove)| {
-                        let values = remove.partition_values.clone().unwrap_or_default();
-                        let m = mark_changed(&bytes, &remove.path, &set, keys, &columns, &values)?;
-                        let (u, d) = (m.updated, m.deleted);
-                        if u + d == 0 {
-                            return Ok(None);
-                        }
-                        copy_unchanged(bytes, &remove.path, &set, keys, &columns, &values, &sink)?;
-                        Ok(Some((remove, None, u, d)))
-                    })
-                    .collect::<Result<Vec<_>>>()
-            })
-        });
-        match (&mut filtered, done) {
-            (Ok(all), Ok(some)) => all.extend(some),
-            (_, Err(e)) => {
-                filtered = Err(e);
-                break;
+                let (u, d) = (m.updated, m.deleted);
+                Ok::<_, Error>(Some((remove, Some((add, m.marks, m.rows)), u, d)))
             }
-            _ => {}
+        }))
+        .buffer_unordered(writers.max(1) * 2)
+        .try_collect::<Vec<_>>()
+        .await;
+    } else {
+        for wave in candidates.chunks(writers.max(1)) {
+            // Copy-on-write (no deletion vectors in the table): whole files are fetched.
+            let fetched: Result<Vec<(bytes::Bytes, Remove)>> =
+                futures::stream::iter(wave.iter().cloned().map(|(path, remove, _)| {
+                    let store = store.clone();
+                    async move {
+                        let bytes = store.get(&path).await?.bytes().await?;
+                        Ok::<_, Error>((bytes, remove))
+                    }
+                }))
+                .buffered(writers.max(1))
+                .collect::<Vec<_>>()
+                .await
+                .into_iter()
+                .collect();
+            let done = fetched.and_then(|fetched| {
+                tokio::task::block_in_place(|| {
+                    fetched
+                        .into_par_iter()
+                        .map(|(bytes, remove)| {
+                            let values =
+                                partition::file_values(&parts, remove.partition_values.as_ref());
+                            let m =
+                                mark_changed(&bytes, &remove.path, &set, keys, &columns, &values)?;
+                            let (u, d) = (m.updated, m.deleted);
+                            if u + d == 0 {
+                                return Ok(None);
+                            }
+                            copy_unchanged(
+                                bytes,
+                                &remove.path,
+                                &set,
+                                keys,
+                                &columns,
+                                &values,
+                                &sink,
+                            )?;
+                            Ok(Some((remove, None, u, d)))
+                        })
+                        .collect::<Result<Vec<_>>>()
+                })
+            });
+            match (&mut filtered, done) {
+                (Ok(all), Ok(some)) => all.extend(some),
+                (_, Err(e)) => {
+                    filtered = Err(e);
+                    break;
+                }
+                _ => {}
+            }
         }
     }
     timing("merge: files fetched and checked", t_files);

@@ -137,8 +137,22 @@ pub fn fill(batch: RecordBatch, spec: &[PartExpr]) -> Result<RecordBatch> {
     Ok(RecordBatch::try_new(schema, cols)?)
 }
 
-/// A data file's partition values as Delta records them (`None`: NULL).
-pub type Values = HashMap<String, Option<String>>;
+/// A data file's partition values, by partition column in the table's order (`None`: NULL).
+pub type Values = Vec<(String, Option<String>)>;
+
+/// A data file's partition values as Delta records them (by column name), in the order of
+/// the partition columns `names` ([`names`], worked out once per table, not per file).
+pub fn file_values(names: &[String], recorded: Option<&HashMap<String, Option<String>>>) -> Values {
+    names
+        .iter()
+        .map(|n| {
+            (
+                n.clone(),
+                recorded.and_then(|r| r.get(n).cloned().flatten()),
+            )
+        })
+        .collect()
+}
 
 /// Types whose partition values hvrlake writes as Arrow prints them, so that a change's
 /// values can be compared with a file's.
@@ -217,29 +231,25 @@ pub fn touched(
     Ok(Some(out))
 }
 
-/// A data file's partition values in the order of `columns`' partition columns.
-pub fn file_key(columns: &Schema, values: &Values) -> Vec<Option<String>> {
-    names(columns)
-        .iter()
-        .map(|n| values.get(n).cloned().flatten())
-        .collect()
+/// A data file's partition values, as [`touched`] gives partitions.
+pub fn file_key(values: &Values) -> Vec<Option<String>> {
+    values.iter().map(|(_, v)| v.clone()).collect()
 }
 
 /// `batch` read from a data file (which does not store its partition columns) with them
 /// added from the file's partition `values`, typed as `columns` has them.
 pub fn with_values(batch: RecordBatch, columns: &Schema, values: &Values) -> Result<RecordBatch> {
-    let names = names(columns);
-    if names.is_empty() {
+    if values.is_empty() {
         return Ok(batch);
     }
     let mut fields: Vec<Arc<Field>> = batch.schema().fields().iter().cloned().collect();
     let mut cols = batch.columns().to_vec();
-    for n in names {
-        if batch.schema().index_of(&n).is_ok() {
+    for (n, v) in values {
+        if batch.schema().index_of(n).is_ok() {
             continue;
         }
-        let f = columns.field_with_name(&n)?;
-        let text = StringArray::from(vec![values.get(&n).cloned().flatten(); batch.num_rows()]);
+        let f = columns.field_with_name(n)?;
+        let text = StringArray::from(vec![v.clone(); batch.num_rows()]);
         cols.push(arrow::compute::cast(&text, f.data_type())?);
         fields.push(Arc::new(f.clone()));
     }
