@@ -19,7 +19,7 @@ use crate::error::{Context, Result};
 use crate::read::csv::CsvFile;
 use crate::read::parquet::ParquetFile;
 use crate::read::source::{self, Bytes};
-use crate::read::types::{DeclaredType, Inference};
+use crate::read::types::{Check, DeclaredType, Inference};
 use crate::read::{FileColumns, TableLayout};
 use crate::settings::{Format, Mode, PartExpr, Settings};
 use crate::{coalesce, storage};
@@ -734,9 +734,9 @@ async fn prepare(
                     &partitioning,
                 );
                 // Positions whose guess no further value can change need no checking.
-                let settled: Vec<Vec<bool>> = headers
+                let checks: Vec<Vec<Check>> = headers
                     .iter()
-                    .map(|h| h.iter().map(|n| types.settled(n, &sample)).collect())
+                    .map(|h| h.iter().map(|n| types.check(n, &sample)).collect())
                     .collect();
                 let first = stage_refresh(
                     &table,
@@ -745,7 +745,7 @@ async fn prepare(
                     &inputs,
                     &spec,
                     settings,
-                    Some(&settled),
+                    Some(&checks),
                 )
                 .await;
                 // An error here is a value the guess cannot hold, or bad input: the full
@@ -851,7 +851,7 @@ fn layout_for(
 }
 
 /// Reads every file of a refresh into data files (not committed), one writer per core;
-/// returns them with the rows read and, where `settled` asks for it, the types every value
+/// returns them with the rows read and, where `checks` asks for it, the types every value
 /// of each CSV file allows. Files written before a failure are deleted.
 async fn stage_refresh(
     table: &DeltaTable,
@@ -860,7 +860,7 @@ async fn stage_refresh(
     inputs: &[(usize, Input<'_>)],
     spec: &TableSpec,
     settings: &Settings,
-    settled: Option<&[Vec<bool>]>,
+    checks: Option<&[Vec<Check>]>,
 ) -> Result<(Staged, usize, PerInput)> {
     let writers = std::thread::available_parallelism().map_or(1, usize::from);
     // Soft-delete tables: refresh rows are not deleted. History tables: refresh rows are the
@@ -898,8 +898,8 @@ async fn stage_refresh(
                 };
                 let inferred = match inp {
                     Input::Csv(c) => {
-                        let settled = settled.map(|s| s[k].as_slice());
-                        c.decode_each(layout, plan, *i as u32, settled, each)?
+                        let checks = checks.map(|s| s[k].as_slice());
+                        c.decode_each(layout, plan, *i as u32, checks, each)?
                     }
                     Input::Parquet(p) => {
                         p.decode_each(layout, plan, *i as u32, each)?;
@@ -1012,25 +1012,35 @@ impl<'s, 'i> TypeSources<'s, 'i> {
             .any(|n| self.declared(n).is_none() && self.existing_field(n).is_none())
     }
 
-    /// Whether no value read after `sample` can change column `n`'s type without the decoding
-    /// noticing: it does not come from CSV values, or the sample already saw text in it
-    /// (inference only ever widens, and text is the widest), or a date or a timestamp.
-    fn settled(&self, n: &str, sample: &[Option<Vec<Inference>>]) -> bool {
+    /// How the read makes sure no value after `sample` changes column `n`'s type unnoticed.
+    /// Settled: it does not come from CSV values, or the sample saw text in it (inference only
+    /// ever widens, and text is the widest), or a date or a timestamp (decoding parses every
+    /// value with the very parser inference uses, so a value that decodes keeps the guess, and
+    /// one that does not fails the read and the full pass takes over). Strict: an integer,
+    /// decimal or boolean, decoded by inference's rules to the same effect. Otherwise every
+    /// value is inferred as it is decoded.
+    fn check(&self, n: &str, sample: &[Option<Vec<Inference>>]) -> Check {
         if self.declared(n).is_some() || self.existing_field(n).is_some() {
-            return true;
+            return Check::Settled;
         }
         if !self.names.iter().any(|c| c.eq_ignore_ascii_case(n)) {
-            return true;
+            return Check::Settled;
         }
         let inf = self.merged(n, sample);
-        // Text: the widest type. A date or timestamp guess: decoding parses every value with
-        // the very parser inference uses for that type, so a value that decodes keeps the
-        // guess, and one that does not fails the read (and the full pass takes over).
-        inf.seen() > 0
-            && matches!(
-                inf.result(),
-                DeclaredType::String | DeclaredType::Date | DeclaredType::Timestamp
-            )
+        if inf.seen() == 0 {
+            return Check::Infer;
+        }
+        let guess = inf.result();
+        if matches!(
+            guess,
+            DeclaredType::String | DeclaredType::Date | DeclaredType::Timestamp
+        ) {
+            Check::Settled
+        } else if crate::read::types::strict_checkable(&guess.arrow()) {
+            Check::Strict
+        } else {
+            Check::Infer
+        }
     }
 
     /// What every input's inference says of column `n`, together.

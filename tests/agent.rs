@@ -554,6 +554,58 @@ fn refresh_checks_the_types_it_guessed_from_a_sample_against_every_value() {
     ];
     assert_eq!(h2.types("g"), want);
     assert_eq!(h2.rows("g").rows.len(), 300);
+
+    // Guessed numbers and booleans are decoded by inference's rules: a late value that the
+    // plain parsers take but inference types otherwise (an identifier with a leading zero, a
+    // decimal with a trailing zero past the guessed scale, a boolean written as 1) still
+    // sends the refresh through the full read.
+    let cols3 = ["k", "id", "d", "b", "hvr_op"];
+    let t3 = Table::new("s", &["k"], &cols3);
+    for (late, want) in [
+        (
+            ["007", "1.25", "true"],
+            ["id:Utf8", "d:Decimal128(38, 2)", "b:Boolean"],
+        ),
+        (
+            ["7", "1.250", "true"],
+            ["id:Int64", "d:Decimal128(38, 3)", "b:Boolean"],
+        ),
+        (
+            ["7", "1.25", "1"],
+            ["id:Int64", "d:Decimal128(38, 2)", "b:Utf8"],
+        ),
+    ] {
+        // A new table each time: a refresh keeps an existing table's types.
+        let h3 = Hvr {
+            userarg: "chunk_bytes=64".into(),
+            env: vec![("HVRLAKE_TIMINGS".to_string(), "1".to_string())],
+            ..Hvr::new()
+        };
+        let mut rows: Vec<Vec<Option<String>>> = (0..300)
+            .map(|i| {
+                let k = i.to_string();
+                let b = if i % 2 == 0 { "true" } else { "FALSE" };
+                row(&[&k, &k, "2.50", b, "1"])
+            })
+            .collect();
+        rows.push(row(&["300", late[0], late[1], late[2], "1"]));
+        h3.write("1-s.csv", csv(&cols3, &rows));
+        let out = h3.ok("refr_write_end", &[&t3], &["1-s.csv"]);
+        assert!(
+            out.stderr.contains("did not hold"),
+            "{late:?}: {}",
+            out.stderr
+        );
+        let types = h3.types("s");
+        assert_eq!(types[1..], want, "{late:?}");
+        let got = h3.rows("s");
+        assert_eq!(got.rows.len(), 301, "{late:?}");
+        assert!(
+            got.rows.iter().any(|r| r[1].as_deref() == Some(late[0])),
+            "{late:?}: {:?}",
+            &got.rows[..3]
+        );
+    }
 }
 
 /// The `add` and `remove` actions of one commit of a table.

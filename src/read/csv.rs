@@ -20,7 +20,7 @@ use memchr::{memchr, memchr2};
 use rayon::prelude::*;
 
 use super::source::Bytes;
-use super::types::{self, Inference};
+use super::types::{self, Check, Inference};
 use super::{FileColumns, TableLayout, shown};
 use crate::change::{self, Op};
 use crate::error::{Error, Result};
@@ -162,18 +162,22 @@ impl<'a> CsvFile<'a> {
         Ok(all)
     }
 
-    /// Adds every non-NULL value of a tokenized piece to `inf`, skipping `settled` positions.
+    /// Adds every non-NULL value of a tokenized piece to `inf`, only at the positions `checks`
+    /// marks [`Check::Infer`] when given.
     fn infer_into(
         &self,
         piece: &[u8],
         toks: &[Tok],
         inf: &mut [Inference],
-        settled: Option<&[bool]>,
+        checks: Option<&[Check]>,
     ) {
         let n = self.header.len();
+        if checks.is_some_and(|c| !c.contains(&Check::Infer)) {
+            return;
+        }
         for rec in toks.chunks_exact(n) {
             for (i, t) in rec.iter().enumerate() {
-                if settled.is_some_and(|s| s[i]) {
+                if checks.is_some_and(|c| c[i] != Check::Infer) {
                     continue;
                 }
                 if !self.is_null(piece, *t) {
@@ -202,20 +206,21 @@ impl<'a> CsvFile<'a> {
     /// columns for a refresh), handing them to `sink` in file order as each wave of pieces is
     /// done; nothing after the first bad record reaches `sink`.
     ///
-    /// With `infer`, also infers types from every value of the positions it does not mark
-    /// settled, in the same pass, and returns them: how a refresh checks the types it guessed
-    /// from a sample without reading the files twice.
+    /// With `checks` (one per file position), also makes sure every value keeps the types a
+    /// refresh guessed from a sample, in the same pass: positions marked [`Check::Strict`] are
+    /// decoded by inference's rules, and the values of positions marked [`Check::Infer`] are
+    /// inferred and returned. So the files are read once when the guess holds.
     pub fn decode_each(
         &self,
         layout: &TableLayout,
         plan: &FileColumns,
         file_index: u32,
-        infer: Option<&[bool]>,
+        checks: Option<&[Check]>,
         mut sink: impl FnMut(RecordBatch) -> Result<()>,
     ) -> Result<Option<Vec<Inference>>> {
         let schema = layout.batch_schema();
         let n = self.header.len();
-        let mut inferred = infer.map(|_| vec![Inference::default(); n]);
+        let mut inferred = checks.map(|_| vec![Inference::default(); n]);
         self.pieces_each(
             usize::MAX,
             |start, end, piece_no, toks| {
@@ -226,15 +231,16 @@ impl<'a> CsvFile<'a> {
                     base: start,
                     toks,
                     ncols: n,
+                    checks,
                 };
                 let columns = d.decode(layout, plan, file_index, piece_no)?;
                 let batch = RecordBatch::try_new(schema.clone(), columns).map_err(|e| At {
                     pos: start,
                     msg: e.to_string(),
                 })?;
-                let inf = infer.map(|settled| {
+                let inf = checks.map(|c| {
                     let mut inf = vec![Inference::default(); n];
-                    self.infer_into(piece, toks, &mut inf, Some(settled));
+                    self.infer_into(piece, toks, &mut inf, Some(c));
                     inf
                 });
                 Ok((batch, inf))
@@ -785,6 +791,8 @@ struct PieceDecoder<'p, 'f> {
     base: usize,
     toks: &'p [Tok],
     ncols: usize,
+    /// What a refresh checks at each file position, when it guessed types.
+    checks: Option<&'p [Check]>,
 }
 
 impl PieceDecoder<'_, '_> {
@@ -820,7 +828,7 @@ impl PieceDecoder<'_, '_> {
                 .zip(&plan.data)
                 .map(|(f, pos)| match pos {
                     None => Ok(new_null_array(f.data_type(), rows)),
-                    Some(pos) => self.column(*pos, f.name(), f.data_type()),
+                    Some(pos) => self.column(*pos, f.name(), f.data_type(), self.strict(*pos)),
                 })
                 .collect();
         }
@@ -840,7 +848,7 @@ impl PieceDecoder<'_, '_> {
         for (ci, f) in layout.columns.fields().iter().enumerate() {
             let col = match plan.data[ci] {
                 None => new_null_array(f.data_type(), rows),
-                Some(pos) => self.column(pos, f.name(), f.data_type())?,
+                Some(pos) => self.column(pos, f.name(), f.data_type(), false)?,
             };
             if !layout.refresh && layout.keys.contains(&ci) && col.null_count() > 0 {
                 for (r, op) in op_of_row.iter().enumerate() {
@@ -934,8 +942,15 @@ impl PieceDecoder<'_, '_> {
         }
     }
 
-    fn column(&self, pos: usize, name: &str, ty: &DataType) -> Result<ArrayRef, At> {
+    fn strict(&self, pos: usize) -> bool {
+        self.checks.is_some_and(|c| c[pos] == Check::Strict)
+    }
+
+    /// Decodes the values at file position `pos` as `ty`; with `strict`, a value that parses
+    /// but would not have given `ty` to inference ([`types::keeps`]) is an error too.
+    fn column(&self, pos: usize, name: &str, ty: &DataType, strict: bool) -> Result<ArrayRef, At> {
         let rows = self.rows();
+        let keeps = |v: &[u8]| !strict || types::keeps(ty, v);
         macro_rules! build {
             ($builder:expr, $parse:expr, $what:expr) => {{
                 let mut b = $builder;
@@ -961,7 +976,11 @@ impl PieceDecoder<'_, '_> {
         }
         let what = types::type_name(ty);
         Ok(match ty {
-            DataType::Int64 => build!(Int64Builder::with_capacity(rows), types::parse_i64, what),
+            DataType::Int64 => build!(
+                Int64Builder::with_capacity(rows),
+                |v| keeps(v).then(|| types::parse_i64(v)).flatten(),
+                what
+            ),
             DataType::Int32 => build!(
                 Int32Builder::with_capacity(rows),
                 |v| types::parse_i64(v).and_then(|x| i32::try_from(x).ok()),
@@ -983,15 +1002,17 @@ impl PieceDecoder<'_, '_> {
                 |v| parse_f64(v).map(|x| x as f32),
                 what
             ),
-            DataType::Boolean => {
-                build!(BooleanBuilder::with_capacity(rows), types::parse_bool, what)
-            }
+            DataType::Boolean => build!(
+                BooleanBuilder::with_capacity(rows),
+                |v| keeps(v).then(|| types::parse_bool(v)).flatten(),
+                what
+            ),
             DataType::Date32 => build!(Date32Builder::with_capacity(rows), types::parse_date, what),
             DataType::Decimal128(p, s) => {
                 let (p, s) = (*p, *s);
                 let a = build!(
                     Decimal128Builder::with_capacity(rows),
-                    |v| types::parse_decimal(v, p, s),
+                    |v| keeps(v).then(|| types::parse_decimal(v, p, s)).flatten(),
                     what
                 );
                 Arc::new(
@@ -1048,7 +1069,7 @@ impl PieceDecoder<'_, '_> {
                 Arc::new(b.finish())
             }
             other => {
-                let text = self.column(pos, name, &DataType::Utf8)?;
+                let text = self.column(pos, name, &DataType::Utf8, false)?;
                 arrow::compute::cast(&text, other).map_err(|e| {
                     self.at(
                         self.tok(0, pos),

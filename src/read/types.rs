@@ -87,6 +87,42 @@ pub fn utc_micros() -> DataType {
     DataType::Timestamp(TimeUnit::Microsecond, Some(Arc::from("UTC")))
 }
 
+/// How a refresh that guessed its types from a sample makes sure every value keeps them.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Check {
+    /// Nothing to check: the type is declared or the table's, or no value can change it (text,
+    /// dates and timestamps, which decode with the very parsers inference uses).
+    Settled,
+    /// A guessed integer, decimal or boolean: decoded by inference's own rules ([`keeps`]), so
+    /// a value that decodes keeps the guess and one that does not fails the read.
+    Strict,
+    /// Every value goes through [`Inference::add`] as it is decoded (a guess made from no
+    /// values, a float).
+    Infer,
+}
+
+/// Whether value `v` leaves a column that inference typed `ty` (from other values) at `ty`:
+/// what [`Check::Strict`] decoding requires on top of the value parsing. True for the types
+/// it does not cover.
+#[inline]
+pub fn keeps(ty: &DataType, v: &[u8]) -> bool {
+    match ty {
+        DataType::Int64 => matches!(decimal_shape(v), Some((_, 0))),
+        DataType::Decimal128(38, s) => decimal_shape(v)
+            .is_some_and(|(d, sc)| sc as i32 <= *s as i32 && d as i32 + *s as i32 <= 38),
+        DataType::Boolean => v.eq_ignore_ascii_case(b"true") || v.eq_ignore_ascii_case(b"false"),
+        _ => true,
+    }
+}
+
+/// Whether inference's guess `ty` can be checked by [`Check::Strict`] decoding.
+pub fn strict_checkable(ty: &DataType) -> bool {
+    matches!(
+        ty,
+        DataType::Int64 | DataType::Decimal128(38, _) | DataType::Boolean
+    )
+}
+
 /// What the values of one column seen so far allow it to be; merged across chunks.
 #[derive(Clone, Debug)]
 pub struct Inference {
