@@ -6,6 +6,7 @@ pub mod csv;
 pub mod parquet;
 pub mod source;
 pub mod types;
+pub mod utf8;
 
 use std::sync::Arc;
 
