@@ -285,8 +285,15 @@ impl<'a> CsvFile<'a> {
                     msg: "invalid UTF-8 (set csv_encoding if the files are not UTF-8)".into(),
                 });
             }
-            let toks = self.tokenize(start, end, split)?;
-            f(start, end, piece_no, &toks)
+            // Each worker tokenizes into the buffer it used for its last piece: fresh memory
+            // for every piece costs page faults and cache misses on every token written.
+            thread_local! {
+                static TOKS: std::cell::Cell<Vec<Tok>> = const { std::cell::Cell::new(Vec::new()) };
+            }
+            let toks = self.tokenize(start, end, split, TOKS.take())?;
+            let out = f(start, end, piece_no, &toks);
+            TOKS.set(toks);
+            out
         };
         let mut bounds: Cow<'_, [usize]> = Cow::Borrowed(&self.bounds);
         let mut split = bounds.len() > 2;
@@ -377,8 +384,15 @@ impl<'a> CsvFile<'a> {
 
     /// Tokenizes `bytes[start..end]`, which begins and ends at record boundaries.
     /// With `split`, a stray quote is an error, since it makes the parity split unsafe.
-    fn tokenize(&self, start: usize, end: usize, split: bool) -> Result<Vec<Tok>, At> {
-        match self.tokenize_fast(start, end) {
+    /// `buf` is reused for the tokens when it can be.
+    fn tokenize(
+        &self,
+        start: usize,
+        end: usize,
+        split: bool,
+        buf: Vec<Tok>,
+    ) -> Result<Vec<Tok>, At> {
+        match self.tokenize_fast(start, end, buf) {
             Some(toks) => Ok(toks),
             None => self.tokenize_careful(start, end, split),
         }
@@ -420,7 +434,7 @@ impl<'a> CsvFile<'a> {
     /// other than a separator or newline after a closing quote, a record with the wrong field
     /// count), and [`CsvFile::tokenize`] then goes through the careful tokenizer, which
     /// accepts or reports it exactly.
-    fn tokenize_fast(&self, start: usize, end: usize) -> Option<Vec<Tok>> {
+    fn tokenize_fast(&self, start: usize, end: usize, mut toks: Vec<Tok>) -> Option<Vec<Tok>> {
         let s = &self.bytes[start..end];
         let (sep, quote) = (self.dialect.separator, self.dialect.quote);
         if sep == b'\n' || quote == b'\n' || sep == quote || sep == b'\r' || quote == b'\r' {
@@ -428,7 +442,8 @@ impl<'a> CsvFile<'a> {
         }
         let n = self.header.len();
         let len = s.len();
-        let mut toks = Vec::with_capacity(len / 8 + n);
+        toks.clear();
+        toks.reserve(len / 8 + n);
         let mut field = 0usize; // where the current field starts
         let mut fields = 0usize; // fields of the current record so far
         let mut inside = 0u64; // all ones when the previous block ended inside quotes
@@ -593,14 +608,7 @@ impl<'a> CsvFile<'a> {
     }
 
     fn is_null(&self, piece: &[u8], t: Tok) -> bool {
-        if t.start & QUOTED != 0 {
-            return false;
-        }
-        let v = &piece[(t.start & OFFSET) as usize..t.end as usize];
-        match &self.dialect.null {
-            Some(token) => v == token.as_bytes(),
-            None => v.is_empty(),
-        }
+        is_null(piece, t, self.dialect.null.as_deref().map(str::as_bytes))
     }
 
     /// Turns a byte offset into `file:line:col: message` (1-based, col in characters).
@@ -700,13 +708,33 @@ fn merge_into(all: &mut [Inference], piece: &[Inference]) {
     }
 }
 
+/// Whether a field is NULL: unquoted, and the NULL token (`null`) or empty when there is none.
+#[inline(always)]
+fn is_null(piece: &[u8], t: Tok, null: Option<&[u8]>) -> bool {
+    if t.start & QUOTED != 0 {
+        return false;
+    }
+    match null {
+        Some(token) => &piece[t.start as usize..t.end as usize] == token,
+        None => t.start == t.end,
+    }
+}
+
 /// The text of a field, with doubled quotes undone.
-#[inline]
+#[inline(always)]
 fn field(piece: &[u8], t: Tok) -> Cow<'_, [u8]> {
     let v = &piece[(t.start & OFFSET) as usize..t.end as usize];
     if t.start & ESCAPED == 0 {
         return Cow::Borrowed(v);
     }
+    Cow::Owned(unescape(piece, t))
+}
+
+/// A quoted field's text with its doubled quotes undone: the rare case of [`field`].
+#[cold]
+#[inline(never)]
+fn unescape(piece: &[u8], t: Tok) -> Vec<u8> {
+    let v = &piece[(t.start & OFFSET) as usize..t.end as usize];
     let q = piece[(t.start & OFFSET) as usize - 1];
     let mut out = Vec::with_capacity(v.len());
     let mut i = 0;
@@ -714,7 +742,7 @@ fn field(piece: &[u8], t: Tok) -> Cow<'_, [u8]> {
         out.push(v[i]);
         i += if v[i] == q { 2 } else { 1 };
     }
-    Cow::Owned(out)
+    out
 }
 
 /// Cuts `bytes[body..]` into pieces of about `size` at newlines outside quotes.
@@ -813,16 +841,7 @@ impl PieceDecoder<'_, '_> {
         let rows = self.rows();
         if layout.refresh {
             // A refresh's rows are the table: only the data columns.
-            return layout
-                .columns
-                .fields()
-                .iter()
-                .zip(&plan.data)
-                .map(|(f, pos)| match pos {
-                    None => Ok(new_null_array(f.data_type(), rows)),
-                    Some(pos) => self.column(*pos, f.name(), f.data_type(), self.strict(*pos)),
-                })
-                .collect();
+            return self.columns(layout, plan);
         }
         // Operation per row first: key checks depend on it.
         let mut ops = Int8Builder::with_capacity(rows);
@@ -837,11 +856,13 @@ impl PieceDecoder<'_, '_> {
             ops.append_value(op as i8);
         }
         let mut columns: Vec<ArrayRef> = Vec::with_capacity(plan.data.len() + 2);
-        for (ci, f) in layout.columns.fields().iter().enumerate() {
-            let col = match plan.data[ci] {
-                None => new_null_array(f.data_type(), rows),
-                Some(pos) => self.column(pos, f.name(), f.data_type(), false)?,
-            };
+        for (ci, (f, col)) in layout
+            .columns
+            .fields()
+            .iter()
+            .zip(self.columns(layout, plan)?)
+            .enumerate()
+        {
             if !layout.refresh && layout.keys.contains(&ci) && col.null_count() > 0 {
                 for (r, op) in op_of_row.iter().enumerate() {
                     if col.is_null(r) && !op.allows_null_key() {
@@ -934,140 +955,235 @@ impl PieceDecoder<'_, '_> {
         }
     }
 
-    fn strict(&self, pos: usize) -> bool {
-        self.checks.is_some_and(|c| c[pos] == Check::Strict)
+    /// The data columns of `layout`, decoded a block of rows at a time, every column of a
+    /// block in turn, so that the block's text and tokens stay in the core's cache.
+    fn columns(&self, layout: &TableLayout, plan: &FileColumns) -> Result<Vec<ArrayRef>, At> {
+        let rows = self.rows();
+        let text = self.piece.len() / self.ncols.max(1);
+        let mut cols: Vec<Option<Column<'_>>> = layout
+            .columns
+            .fields()
+            .iter()
+            .zip(&plan.data)
+            .map(|(f, pos)| {
+                pos.map(|pos| {
+                    // A refresh that guessed its types decodes guessed numbers strictly.
+                    let strict =
+                        layout.refresh && self.checks.is_some_and(|c| c[pos] == Check::Strict);
+                    Column::new(pos, f.name(), f.data_type(), strict, rows, text)
+                })
+            })
+            .collect();
+        let block = (rows * BLOCK_BYTES / self.piece.len().max(1)).max(64);
+        let mut start = 0;
+        while start < rows {
+            let end = (start + block).min(rows);
+            for c in cols.iter_mut().flatten() {
+                c.append(self, start, end)?;
+            }
+            start = end;
+        }
+        cols.into_iter()
+            .zip(layout.columns.fields())
+            .map(|(c, f)| match c {
+                None => Ok(new_null_array(f.data_type(), rows)),
+                Some(c) => c.finish(self),
+            })
+            .collect()
+    }
+}
+
+/// Bytes of a piece decoded at once, every column in turn: with their tokens, well inside a
+/// core's L2 cache.
+const BLOCK_BYTES: usize = 256 << 10;
+
+/// The values of one column of a piece on their way into Arrow.
+struct Column<'n> {
+    /// The column's position in the file.
+    pos: usize,
+    name: &'n str,
+    ty: &'n DataType,
+    /// Also require each value to keep the type inference gave the column ([`types::keeps`]).
+    strict: bool,
+    b: Builder,
+}
+
+/// An Arrow builder for each type a column is decoded as directly; text for the others, cast
+/// at the end.
+enum Builder {
+    Int64(Int64Builder),
+    Int32(Int32Builder),
+    Int16(Int16Builder),
+    Int8(Int8Builder),
+    Float64(Float64Builder),
+    Float32(Float32Builder),
+    Boolean(BooleanBuilder),
+    Date32(Date32Builder, types::Days),
+    Decimal(Decimal128Builder),
+    Micros(TimestampMicrosecondBuilder, types::Days),
+    Nanos(TimestampNanosecondBuilder, types::Days),
+    Binary(BinaryBuilder),
+    Text(StringBuilder),
+}
+
+impl<'n> Column<'n> {
+    fn new(
+        pos: usize,
+        name: &'n str,
+        ty: &'n DataType,
+        strict: bool,
+        rows: usize,
+        text: usize,
+    ) -> Self {
+        let b = match ty {
+            DataType::Int64 => Builder::Int64(Int64Builder::with_capacity(rows)),
+            DataType::Int32 => Builder::Int32(Int32Builder::with_capacity(rows)),
+            DataType::Int16 => Builder::Int16(Int16Builder::with_capacity(rows)),
+            DataType::Int8 => Builder::Int8(Int8Builder::with_capacity(rows)),
+            DataType::Float64 => Builder::Float64(Float64Builder::with_capacity(rows)),
+            DataType::Float32 => Builder::Float32(Float32Builder::with_capacity(rows)),
+            DataType::Boolean => Builder::Boolean(BooleanBuilder::with_capacity(rows)),
+            DataType::Date32 => {
+                Builder::Date32(Date32Builder::with_capacity(rows), types::Days::default())
+            }
+            DataType::Decimal128(_, _) => Builder::Decimal(Decimal128Builder::with_capacity(rows)),
+            DataType::Timestamp(TimeUnit::Microsecond, _) => Builder::Micros(
+                TimestampMicrosecondBuilder::with_capacity(rows),
+                types::Days::default(),
+            ),
+            DataType::Timestamp(TimeUnit::Nanosecond, _) => Builder::Nanos(
+                TimestampNanosecondBuilder::with_capacity(rows),
+                types::Days::default(),
+            ),
+            DataType::Binary => Builder::Binary(BinaryBuilder::with_capacity(rows, 0)),
+            _ => Builder::Text(StringBuilder::with_capacity(rows, text)),
+        };
+        Column {
+            pos,
+            name,
+            ty,
+            strict,
+            b,
+        }
     }
 
-    /// Decodes the values at file position `pos` as `ty`; with `strict`, a value that parses
-    /// but would not have given `ty` to inference ([`types::keeps`]) is an error too.
-    fn column(&self, pos: usize, name: &str, ty: &DataType, strict: bool) -> Result<ArrayRef, At> {
-        let rows = self.rows();
+    /// Decodes the values of rows `start..end` (`start < end`); with `strict`, a value that
+    /// parses but would not have given the column's type to inference is an error too.
+    fn append(&mut self, d: &PieceDecoder<'_, '_>, start: usize, end: usize) -> Result<(), At> {
+        let (ty, name, strict) = (self.ty, self.name, self.strict);
         let keeps = |v: &[u8]| !strict || types::keeps(ty, v);
+        let null = d.file.dialect.null.as_deref().map(str::as_bytes);
+        let toks = d.toks[start * d.ncols + self.pos..end * d.ncols]
+            .iter()
+            .step_by(d.ncols)
+            .copied();
+        let what = || types::type_name(ty);
         macro_rules! build {
-            ($builder:expr, $parse:expr, $what:expr) => {{
-                let mut b = $builder;
-                for r in 0..rows {
-                    let t = self.tok(r, pos);
-                    if self.file.is_null(self.piece, t) {
+            ($b:expr, $parse:expr) => {{
+                let b = $b;
+                for t in toks {
+                    if is_null(d.piece, t, null) {
                         b.append_null();
                         continue;
                     }
-                    let v = field(self.piece, t);
+                    let v = field(d.piece, t);
                     match $parse(&*v) {
                         Some(x) => b.append_value(x),
                         None => {
-                            return Err(self.at(
+                            return Err(d.at(
                                 t,
-                                format!("column '{name}': {} is not a valid {}", shown(&v), $what),
+                                format!("column '{name}': {} is not a valid {}", shown(&v), what()),
                             ));
                         }
                     }
                 }
-                Arc::new(b.finish()) as ArrayRef
             }};
         }
-        let what = types::type_name(ty);
-        Ok(match ty {
-            DataType::Int64 => build!(
-                Int64Builder::with_capacity(rows),
-                |v| keeps(v).then(|| types::parse_i64(v)).flatten(),
-                what
-            ),
-            DataType::Int32 => build!(
-                Int32Builder::with_capacity(rows),
-                |v| types::parse_i64(v).and_then(|x| i32::try_from(x).ok()),
-                what
-            ),
-            DataType::Int16 => build!(
-                Int16Builder::with_capacity(rows),
-                |v| types::parse_i64(v).and_then(|x| i16::try_from(x).ok()),
-                what
-            ),
-            DataType::Int8 => build!(
-                Int8Builder::with_capacity(rows),
-                |v| types::parse_i64(v).and_then(|x| i8::try_from(x).ok()),
-                what
-            ),
-            DataType::Float64 => build!(Float64Builder::with_capacity(rows), parse_f64, what),
-            DataType::Float32 => build!(
-                Float32Builder::with_capacity(rows),
-                |v| parse_f64(v).map(|x| x as f32),
-                what
-            ),
-            DataType::Boolean => build!(
-                BooleanBuilder::with_capacity(rows),
-                |v| keeps(v).then(|| types::parse_bool(v)).flatten(),
-                what
-            ),
-            DataType::Date32 => build!(Date32Builder::with_capacity(rows), types::parse_date, what),
-            DataType::Decimal128(p, s) => {
-                let (p, s) = (*p, *s);
-                let a = build!(
-                    Decimal128Builder::with_capacity(rows),
-                    |v| keeps(v).then(|| types::parse_decimal(v, p, s)).flatten(),
-                    what
-                );
-                Arc::new(
-                    arrow::array::Decimal128Array::from(a.to_data())
-                        .with_precision_and_scale(p, s)
-                        .map_err(|e| At {
-                            pos: self.base,
-                            msg: e.to_string(),
-                        })?,
-                )
+        match &mut self.b {
+            Builder::Int64(b) => build!(b, |v| keeps(v).then(|| types::parse_i64(v)).flatten()),
+            Builder::Int32(b) => build!(b, |v| types::parse_i64(v)
+                .and_then(|x| i32::try_from(x).ok())),
+            Builder::Int16(b) => build!(b, |v| types::parse_i64(v)
+                .and_then(|x| i16::try_from(x).ok())),
+            Builder::Int8(b) => build!(b, |v| types::parse_i64(v)
+                .and_then(|x| i8::try_from(x).ok())),
+            Builder::Float64(b) => build!(b, parse_f64),
+            Builder::Float32(b) => build!(b, |v| parse_f64(v).map(|x| x as f32)),
+            Builder::Boolean(b) => {
+                build!(b, |v| keeps(v).then(|| types::parse_bool(v)).flatten())
             }
-            DataType::Timestamp(TimeUnit::Microsecond, tz) => {
-                let a = build!(
-                    TimestampMicrosecondBuilder::with_capacity(rows),
-                    types::parse_timestamp_micros,
-                    what
-                );
-                Arc::new(
-                    arrow::array::TimestampMicrosecondArray::from(a.to_data())
-                        .with_timezone_opt(tz.clone()),
-                )
+            Builder::Date32(b, days) => build!(b, |v| days.date(v)),
+            Builder::Decimal(b) => {
+                let DataType::Decimal128(p, s) = *ty else {
+                    unreachable!("a decimal builder for {ty}")
+                };
+                build!(b, |v| keeps(v)
+                    .then(|| types::parse_decimal(v, p, s))
+                    .flatten())
             }
-            DataType::Timestamp(TimeUnit::Nanosecond, tz) => {
-                let a = build!(
-                    TimestampNanosecondBuilder::with_capacity(rows),
-                    |v| types::parse_timestamp_micros(v).and_then(|m| m.checked_mul(1000)),
-                    what
-                );
-                Arc::new(
-                    arrow::array::TimestampNanosecondArray::from(a.to_data())
-                        .with_timezone_opt(tz.clone()),
-                )
-            }
-            DataType::Binary => build!(
-                BinaryBuilder::with_capacity(rows, 0),
-                types::parse_hex,
-                what
-            ),
-            DataType::Utf8 => {
-                let mut b =
-                    StringBuilder::with_capacity(rows, self.piece.len() / self.ncols.max(1));
-                for r in 0..rows {
-                    let t = self.tok(r, pos);
-                    if self.file.is_null(self.piece, t) {
+            Builder::Micros(b, days) => build!(b, |v| days.timestamp_micros(v)),
+            Builder::Nanos(b, days) => build!(b, |v| days
+                .timestamp_micros(v)
+                .and_then(|m| m.checked_mul(1000))),
+            Builder::Binary(b) => build!(b, types::parse_hex),
+            Builder::Text(b) => {
+                for t in toks {
+                    if is_null(d.piece, t, null) {
                         b.append_null();
                     } else {
-                        let v = field(self.piece, t);
+                        let v = field(d.piece, t);
                         // SAFETY: the piece was checked as UTF-8 before it was tokenized, and
                         // fields are cut (and doubled quotes undone) only at ASCII bytes, so
                         // every field is UTF-8 too.
                         b.append_value(unsafe { std::str::from_utf8_unchecked(&v) });
                     }
                 }
-                Arc::new(b.finish())
             }
-            other => {
-                let text = self.column(pos, name, &DataType::Utf8, false)?;
-                arrow::compute::cast(&text, other).map_err(|e| {
-                    self.at(
-                        self.tok(0, pos),
-                        format!("column '{name}' cannot be read as {other}: {e}"),
-                    )
-                })?
+        }
+        Ok(())
+    }
+
+    fn finish(self, d: &PieceDecoder<'_, '_>) -> Result<ArrayRef, At> {
+        let ty = self.ty;
+        Ok(match self.b {
+            Builder::Int64(mut b) => Arc::new(b.finish()),
+            Builder::Int32(mut b) => Arc::new(b.finish()),
+            Builder::Int16(mut b) => Arc::new(b.finish()),
+            Builder::Int8(mut b) => Arc::new(b.finish()),
+            Builder::Float64(mut b) => Arc::new(b.finish()),
+            Builder::Float32(mut b) => Arc::new(b.finish()),
+            Builder::Boolean(mut b) => Arc::new(b.finish()),
+            Builder::Date32(mut b, _) => Arc::new(b.finish()),
+            Builder::Decimal(mut b) => {
+                let DataType::Decimal128(p, s) = *ty else {
+                    unreachable!("a decimal builder for {ty}")
+                };
+                Arc::new(b.finish().with_precision_and_scale(p, s).map_err(|e| At {
+                    pos: d.base,
+                    msg: e.to_string(),
+                })?)
+            }
+            Builder::Micros(mut b, _) => match ty {
+                DataType::Timestamp(_, tz) => Arc::new(b.finish().with_timezone_opt(tz.clone())),
+                _ => unreachable!("a timestamp builder for {ty}"),
+            },
+            Builder::Nanos(mut b, _) => match ty {
+                DataType::Timestamp(_, tz) => Arc::new(b.finish().with_timezone_opt(tz.clone())),
+                _ => unreachable!("a timestamp builder for {ty}"),
+            },
+            Builder::Binary(mut b) => Arc::new(b.finish()),
+            Builder::Text(mut b) => {
+                let text: ArrayRef = Arc::new(b.finish());
+                if *ty == DataType::Utf8 {
+                    text
+                } else {
+                    arrow::compute::cast(&text, ty).map_err(|e| {
+                        d.at(
+                            d.tok(0, self.pos),
+                            format!("column '{}' cannot be read as {ty}: {e}", self.name),
+                        )
+                    })?
+                }
             }
         })
     }
@@ -1178,7 +1294,7 @@ mod tests {
             let f = CsvFile::open(text.as_bytes(), "t.csv", &d, 1 << 20).unwrap();
             let (start, end) = (f.bounds[0], text.len());
             let careful = f.tokenize_careful(start, end, false);
-            if let Some(fast) = f.tokenize_fast(start, end) {
+            if let Some(fast) = f.tokenize_fast(start, end, Vec::new()) {
                 fast_taken += 1;
                 let careful =
                     careful.unwrap_or_else(|e| panic!("{text:?}: fast ok, careful {e:?}"));
@@ -1238,7 +1354,7 @@ mod tests {
             let f = CsvFile::open(&text, "t.csv", &d, 1 << 20).unwrap();
             let (start, end) = (f.bounds[0], text.len());
             let careful = f.tokenize_careful(start, end, true);
-            match f.tokenize_fast(start, end) {
+            match f.tokenize_fast(start, end, Vec::new()) {
                 Some(fast) => {
                     fast_taken += 1;
                     quoted += usize::from(fast.iter().any(|t| t.start & QUOTED != 0));

@@ -465,6 +465,12 @@ fn short_decimal(d: &[u8], precision: u8, scale: i8) -> Option<i128> {
 
 /// Parses `true/false/1/0/t/f/y/n/yes/no`, any case.
 pub fn parse_bool(v: &[u8]) -> Option<bool> {
+    // The spellings a database writes, before the case-insensitive list.
+    match v {
+        b"true" | b"1" => return Some(true),
+        b"false" | b"0" => return Some(false),
+        _ => {}
+    }
     const TRUE: [&[u8]; 5] = [b"true", b"1", b"t", b"y", b"yes"];
     const FALSE: [&[u8]; 5] = [b"false", b"0", b"f", b"n", b"no"];
     if TRUE.iter().any(|t| v.eq_ignore_ascii_case(t)) {
@@ -508,8 +514,9 @@ fn days_in_month(y: i64, m: u32) -> u32 {
     }
 }
 
-/// Parses `YYYY-MM-DD` into days since the epoch.
-pub fn parse_date(v: &[u8]) -> Option<i32> {
+/// The year, month and day of a valid `YYYY-MM-DD`.
+#[inline]
+fn date_parts(v: &[u8]) -> Option<(i64, u32, u32)> {
     if v.len() != 10 || v[4] != b'-' || v[7] != b'-' {
         return None;
     }
@@ -519,19 +526,65 @@ pub fn parse_date(v: &[u8]) -> Option<i32> {
     if !(1..=12).contains(&m) || d == 0 || d > days_in_month(y, m) {
         return None;
     }
-    Some(days_from_civil(y, m, d) as i32)
+    Some((y, m, d))
+}
+
+/// Parses `YYYY-MM-DD` into days since the epoch.
+pub fn parse_date(v: &[u8]) -> Option<i32> {
+    date_parts(v).map(|(y, m, d)| days_from_civil(y, m, d) as i32)
 }
 
 /// Parses `YYYY-MM-DD[ T]HH:MM:SS[.f{1,9}]` (or a bare date) into microseconds since the
 /// epoch; digits past microseconds must be zero so no precision is lost silently.
 pub fn parse_timestamp_micros(v: &[u8]) -> Option<i64> {
+    timestamp_micros(v, parse_date)
+}
+
+/// [`parse_date`] and [`parse_timestamp_micros`] for a column of values: the same rules, with
+/// the first day of each month of the last year seen remembered, since a column's dates
+/// mostly fall in a few years.
+pub struct Days {
+    year: i64,
+    month_starts: [i32; 13],
+}
+
+impl Default for Days {
+    fn default() -> Self {
+        Days {
+            year: i64::MIN,
+            month_starts: [0; 13],
+        }
+    }
+}
+
+impl Days {
+    #[inline]
+    pub fn date(&mut self, v: &[u8]) -> Option<i32> {
+        let (y, m, d) = date_parts(v)?;
+        if y != self.year {
+            for (mm, start) in self.month_starts.iter_mut().enumerate().skip(1) {
+                *start = days_from_civil(y, mm as u32, 1) as i32;
+            }
+            self.year = y;
+        }
+        Some(self.month_starts[m as usize] + d as i32 - 1)
+    }
+
+    #[inline]
+    pub fn timestamp_micros(&mut self, v: &[u8]) -> Option<i64> {
+        timestamp_micros(v, |d| self.date(d))
+    }
+}
+
+#[inline]
+fn timestamp_micros(v: &[u8], mut date: impl FnMut(&[u8]) -> Option<i32>) -> Option<i64> {
     if v.len() == 10 {
-        return parse_date(v).map(|d| d as i64 * 86_400_000_000);
+        return date(v).map(|d| d as i64 * 86_400_000_000);
     }
     if v.len() < 19 || !(v[10] == b' ' || v[10] == b'T') || v[13] != b':' || v[16] != b':' {
         return None;
     }
-    let days = parse_date(&v[..10])? as i64;
+    let days = date(&v[..10])? as i64;
     let h = digits(&v[11..13])?;
     let mi = digits(&v[14..16])?;
     let s = digits(&v[17..19])?;
@@ -609,6 +662,37 @@ pub fn type_name(t: &DataType) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn remembered_month_starts_give_the_same_days() {
+        // Every day of years around leap and century rules, in an order that changes year
+        // often, plus invalid dates and timestamps: the column parser agrees with the plain one.
+        let mut days = Days::default();
+        let mut checked = 0;
+        for y in [
+            1600, 1899, 1900, 1969, 1970, 2000, 2024, 2026, 2100, 9999, 0,
+        ] {
+            for m in 0..=13 {
+                for d in 0..=32 {
+                    for year in [y, 2026] {
+                        let v = format!("{year:04}-{m:02}-{d:02}");
+                        assert_eq!(days.date(v.as_bytes()), parse_date(v.as_bytes()), "{v}");
+                        let t = format!("{v} 23:59:58.123456");
+                        assert_eq!(
+                            days.timestamp_micros(t.as_bytes()),
+                            parse_timestamp_micros(t.as_bytes()),
+                            "{t}"
+                        );
+                        checked += usize::from(parse_date(v.as_bytes()).is_some());
+                    }
+                }
+            }
+        }
+        assert!(checked > 7000, "{checked}");
+        assert_eq!(parse_date(b"1970-01-01"), Some(0));
+        assert_eq!(days.date(b"2000-03-01"), Some(11017));
+        assert_eq!(days.date(b"2000-02-30"), None);
+    }
 
     #[test]
     fn widening_follows_the_delta_rules() {
