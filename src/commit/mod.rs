@@ -219,7 +219,7 @@ pub fn writer_properties(columns: &SchemaRef) -> WriterProperties {
             ZstdLevel::try_new(1).expect("valid zstd level"),
         ))
         .set_statistics_enabled(EnabledStatistics::Page)
-        .set_max_row_group_row_count(Some(1 << 20))
+        .set_max_row_group_row_count(Some(1 << 17))
         .set_dictionary_enabled(false);
     for f in columns.fields() {
         if matches!(

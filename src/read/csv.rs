@@ -1003,7 +1003,7 @@ struct Column<'n> {
     pos: usize,
     name: &'n str,
     ty: &'n DataType,
-    /// Also require each value to keep the type inference gave the column ([`types::keeps`]).
+    /// Also require each value to keep the type inference gave the column ([`types::keeps_int`] and the like).
     strict: bool,
     b: Builder,
 }
@@ -1071,7 +1071,6 @@ impl<'n> Column<'n> {
     /// parses but would not have given the column's type to inference is an error too.
     fn append(&mut self, d: &PieceDecoder<'_, '_>, start: usize, end: usize) -> Result<(), At> {
         let (ty, name, strict) = (self.ty, self.name, self.strict);
-        let keeps = |v: &[u8]| !strict || types::keeps(ty, v);
         let null = d.file.dialect.null.as_deref().map(str::as_bytes);
         let toks = d.toks[start * d.ncols + self.pos..end * d.ncols]
             .iter()
@@ -1100,7 +1099,9 @@ impl<'n> Column<'n> {
             }};
         }
         match &mut self.b {
-            Builder::Int64(b) => build!(b, |v| keeps(v).then(|| types::parse_i64(v)).flatten()),
+            Builder::Int64(b) => build!(b, |v| (!strict || types::keeps_int(v))
+                .then(|| types::parse_i64(v))
+                .flatten()),
             Builder::Int32(b) => build!(b, |v| types::parse_i64(v)
                 .and_then(|x| i32::try_from(x).ok())),
             Builder::Int16(b) => build!(b, |v| types::parse_i64(v)
@@ -1110,14 +1111,16 @@ impl<'n> Column<'n> {
             Builder::Float64(b) => build!(b, parse_f64),
             Builder::Float32(b) => build!(b, |v| parse_f64(v).map(|x| x as f32)),
             Builder::Boolean(b) => {
-                build!(b, |v| keeps(v).then(|| types::parse_bool(v)).flatten())
+                build!(b, |v| (!strict || types::keeps_bool(v))
+                    .then(|| types::parse_bool(v))
+                    .flatten())
             }
             Builder::Date32(b, days) => build!(b, |v| days.date(v)),
             Builder::Decimal(b) => {
                 let DataType::Decimal128(p, s) = *ty else {
                     unreachable!("a decimal builder for {ty}")
                 };
-                build!(b, |v| keeps(v)
+                build!(b, |v| (!strict || types::keeps_decimal(v, s))
                     .then(|| types::parse_decimal(v, p, s))
                     .flatten())
             }

@@ -93,7 +93,7 @@ pub enum Check {
     /// Nothing to check: the type is declared or the table's, or no value can change it (text,
     /// dates and timestamps, which decode with the very parsers inference uses).
     Settled,
-    /// A guessed integer, decimal or boolean: decoded by inference's own rules ([`keeps`]), so
+    /// A guessed integer, decimal or boolean: decoded by inference's own rules ([`keeps_int`]), so
     /// a value that decodes keeps the guess and one that does not fails the read.
     Strict,
     /// Every value goes through [`Inference::add`] as it is decoded (a guess made from no
@@ -101,18 +101,26 @@ pub enum Check {
     Infer,
 }
 
-/// Whether value `v` leaves a column that inference typed `ty` (from other values) at `ty`:
-/// what [`Check::Strict`] decoding requires on top of the value parsing. True for the types
-/// it does not cover.
-#[inline]
-pub fn keeps(ty: &DataType, v: &[u8]) -> bool {
-    match ty {
-        DataType::Int64 => matches!(decimal_shape(v), Some((_, 0))),
-        DataType::Decimal128(38, s) => decimal_shape(v)
-            .is_some_and(|(d, sc)| sc as i32 <= *s as i32 && d as i32 + *s as i32 <= 38),
-        DataType::Boolean => v.eq_ignore_ascii_case(b"true") || v.eq_ignore_ascii_case(b"false"),
-        _ => true,
-    }
+/// Whether value `v` (which parses as a `bigint`) leaves a column that inference typed
+/// `bigint` from other values at `bigint`: what [`Check::Strict`] decoding requires on top of
+/// the parsing. [`keeps_decimal`] and [`keeps_bool`] are the same for the other types it
+/// covers.
+#[inline(always)]
+pub fn keeps_int(v: &[u8]) -> bool {
+    matches!(decimal_shape(v), Some((_, 0)))
+}
+
+/// [`keeps_int`] for `decimal(38, scale)`.
+#[inline(always)]
+pub fn keeps_decimal(v: &[u8], scale: i8) -> bool {
+    decimal_shape(v)
+        .is_some_and(|(d, sc)| sc as i32 <= scale as i32 && d as i32 + scale as i32 <= 38)
+}
+
+/// [`keeps_int`] for `boolean`.
+#[inline(always)]
+pub fn keeps_bool(v: &[u8]) -> bool {
+    v.eq_ignore_ascii_case(b"true") || v.eq_ignore_ascii_case(b"false")
 }
 
 /// Whether inference's guess `ty` can be checked by [`Check::Strict`] decoding.
@@ -286,6 +294,7 @@ impl Inference {
 
 /// For a plain decimal literal (`-12.50`), its integer digit count and scale. Numbers with
 /// a leading zero (`007`) are identifiers, not numbers, and give `None`.
+#[inline]
 fn decimal_shape(v: &[u8]) -> Option<(u8, u8)> {
     let digits = match v.first() {
         Some(b'-' | b'+') => &v[1..],
