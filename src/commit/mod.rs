@@ -220,7 +220,8 @@ pub fn writer_properties(columns: &SchemaRef) -> WriterProperties {
         ))
         .set_statistics_enabled(EnabledStatistics::Page)
         .set_max_row_group_row_count(Some(1 << 17))
-        .set_dictionary_enabled(false);
+        .set_dictionary_enabled(false)
+        .set_dictionary_page_size_limit(128 << 10);
     for f in columns.fields() {
         if matches!(
             f.data_type(),
