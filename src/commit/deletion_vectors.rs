@@ -27,12 +27,7 @@ const MAGIC: u32 = 1681511377;
 /// Whether merges into `table` may write deletion vectors: its property says so (delta-rs then
 /// gives it the table feature).
 pub fn enabled(table: &DeltaTable) -> bool {
-    table.snapshot().is_ok_and(|s| {
-        s.metadata()
-            .configuration()
-            .get(PROPERTY)
-            .is_some_and(|v| v.eq_ignore_ascii_case("true"))
-    })
+    super::property_is_true(table, PROPERTY)
 }
 
 /// The rows a file's deletion vector deletes.

@@ -412,15 +412,7 @@ async fn mark_changed_in_store(
     let builder = ParquetRecordBatchStreamBuilder::new(reader)
         .await
         .map_err(at)?;
-    let roots: Vec<usize> = builder
-        .schema()
-        .fields()
-        .iter()
-        .enumerate()
-        .filter(|(_, f)| keys.contains(f.name()))
-        .map(|(i, _)| i)
-        .collect();
-    let mask = ProjectionMask::roots(builder.parquet_schema(), roots);
+    let mask = columns_named(builder.schema(), builder.parquet_schema(), keys);
     let mut stream = builder
         .with_projection(mask)
         .with_batch_size(65536)
@@ -431,6 +423,21 @@ async fn mark_changed_in_store(
         m.add(b, set, keys, columns, values)?;
     }
     Ok(m)
+}
+
+/// The projection of a data file onto its top-level columns named in `names`.
+fn columns_named(
+    schema: &arrow::datatypes::Schema,
+    parquet: &parquet::schema::types::SchemaDescriptor,
+    names: &[String],
+) -> ProjectionMask {
+    let roots = schema
+        .fields()
+        .iter()
+        .enumerate()
+        .filter(|(_, f)| names.contains(f.name()))
+        .map(|(i, _)| i);
+    ProjectionMask::roots(parquet, roots)
 }
 
 /// With `HVRLAKE_TIMINGS` set, how long a part of the merge took.
@@ -452,15 +459,7 @@ fn read_file(
     let at = |e: parquet::errors::ParquetError| Error::msg(format!("{name}: {e}"));
     let mut builder = ParquetRecordBatchReaderBuilder::try_new(bytes).map_err(at)?;
     if let Some(only) = only {
-        let roots: Vec<usize> = builder
-            .schema()
-            .fields()
-            .iter()
-            .enumerate()
-            .filter(|(_, f)| only.contains(f.name()))
-            .map(|(i, _)| i)
-            .collect();
-        let mask = ProjectionMask::roots(builder.parquet_schema(), roots);
+        let mask = columns_named(builder.schema(), builder.parquet_schema(), only);
         builder = builder.with_projection(mask);
     }
     builder.with_batch_size(65536).build().map_err(at)

@@ -340,10 +340,15 @@ pub const CHANGE_DATA_FEED: &str = "delta.enableChangeDataFeed";
 
 /// Whether the table writes a change data feed.
 pub fn change_data_feed(table: &DeltaTable) -> bool {
+    property_is_true(table, CHANGE_DATA_FEED)
+}
+
+/// Whether `table`'s property `name` is `true` (in any case).
+pub fn property_is_true(table: &DeltaTable, name: &str) -> bool {
     table.snapshot().is_ok_and(|s| {
         s.metadata()
             .configuration()
-            .get(CHANGE_DATA_FEED)
+            .get(name)
             .is_some_and(|v| v.eq_ignore_ascii_case("true"))
     })
 }

@@ -427,7 +427,7 @@ impl<'a> CsvFile<'a> {
     }
 
     /// Tokenizes `bytes[start..end]` 64 bytes at a time: quotes, separators and newlines are
-    /// compared at once into bit masks ([`Masks`]), the bytes inside quotes follow from the
+    /// compared at once into bit masks ([`masks`]), the bytes inside quotes follow from the
     /// quote mask by a prefix XOR, and only the separators and newlines outside quotes are
     /// visited, one per field. Gives up (`None`) on anything irregular (a quote that neither
     /// opens a field nor closes one nor is doubled inside one, a quote never closed, a byte
@@ -449,10 +449,9 @@ impl<'a> CsvFile<'a> {
         let mut inside = 0u64; // all ones when the previous block ended inside quotes
         let mut prev_end = 1u64; // bit 0: the byte before this block ends a field (or none)
         let mut prev_close = 0u64; // bit 0: the byte before this block is a closing quote
-        let masks = Masks::new([quote, sep, b'\n']);
         let mut block = 0usize;
         while block < len {
-            let [q, sp, nl] = masks.of(&s[block..len.min(block + 64)]);
+            let [q, sp, nl] = masks(&s[block..len.min(block + 64)], [quote, sep, b'\n']);
             let mut ends = sp | nl;
             if q != 0 || inside != 0 {
                 // Bit i of `inq`: inside quotes after byte i (an opening quote is inside, its
@@ -648,44 +647,34 @@ fn quoted_field(s: &[u8], field: usize, p: usize, newline: bool) -> Option<Tok> 
 
 /// Bit masks of where three bytes (quote, separator, newline) are in a block of up to 64
 /// bytes: compared 16 at a time (SSE2, which every x86_64 has).
-struct Masks {
-    find: [u8; 3],
-}
-
-impl Masks {
-    fn new(find: [u8; 3]) -> Self {
-        Masks { find }
-    }
-
-    #[inline]
-    fn of(&self, chunk: &[u8]) -> [u64; 3] {
-        #[cfg(target_arch = "x86_64")]
-        if chunk.len() == 64 {
-            use std::arch::x86_64::{
-                __m128i, _mm_cmpeq_epi8, _mm_loadu_si128, _mm_movemask_epi8, _mm_set1_epi8,
-            };
-            // SAFETY: SSE2 is part of x86_64; the four unaligned loads read bytes 0..64 of
-            // `chunk`, which has 64.
-            unsafe {
-                let want = self.find.map(|x| _mm_set1_epi8(x as i8));
-                let mut out = [0u64; 3];
-                for i in 0..4 {
-                    let v = _mm_loadu_si128(chunk.as_ptr().add(i * 16) as *const __m128i);
-                    for (o, w) in out.iter_mut().zip(&want) {
-                        *o |= (_mm_movemask_epi8(_mm_cmpeq_epi8(v, *w)) as u32 as u64) << (i * 16);
-                    }
+#[inline]
+fn masks(chunk: &[u8], find: [u8; 3]) -> [u64; 3] {
+    #[cfg(target_arch = "x86_64")]
+    if chunk.len() == 64 {
+        use std::arch::x86_64::{
+            __m128i, _mm_cmpeq_epi8, _mm_loadu_si128, _mm_movemask_epi8, _mm_set1_epi8,
+        };
+        // SAFETY: SSE2 is part of x86_64; the four unaligned loads read bytes 0..64 of
+        // `chunk`, which has 64.
+        unsafe {
+            let want = find.map(|x| _mm_set1_epi8(x as i8));
+            let mut out = [0u64; 3];
+            for i in 0..4 {
+                let v = _mm_loadu_si128(chunk.as_ptr().add(i * 16) as *const __m128i);
+                for (o, w) in out.iter_mut().zip(&want) {
+                    *o |= (_mm_movemask_epi8(_mm_cmpeq_epi8(v, *w)) as u32 as u64) << (i * 16);
                 }
-                return out;
             }
+            return out;
         }
-        let mut out = [0u64; 3];
-        for (i, &x) in chunk.iter().enumerate() {
-            for (o, &w) in out.iter_mut().zip(&self.find) {
-                *o |= u64::from(x == w) << i;
-            }
-        }
-        out
     }
+    let mut out = [0u64; 3];
+    for (i, &x) in chunk.iter().enumerate() {
+        for (o, &w) in out.iter_mut().zip(&find) {
+            *o |= u64::from(x == w) << i;
+        }
+    }
+    out
 }
 
 /// Bit i of the result is the XOR of bits 0..=i of `x`: set where an odd number of quotes
@@ -1258,7 +1247,7 @@ mod tests {
         }
         for len in [0, 1, 63, 64] {
             let s = &text[..len];
-            let got = Masks::new([b'"', b',', b'\n']).of(s);
+            let got = masks(s, [b'"', b',', b'\n']);
             for (k, c) in [b'"', b',', b'\n'].iter().enumerate() {
                 let want = s
                     .iter()
