@@ -72,6 +72,15 @@ pub async fn coalesce_with(
     target: Option<&DeltaTable>,
     plan: Plan,
 ) -> Result<Coalesced> {
+    // The usual cycle holds only upserts and deletes: no truncate to cut at, no partial key
+    // to expand, nothing to leave out, so the changes go straight to the hash reduction
+    // (no DataFusion plan copying them through filters first).
+    if plan == Plan::Hash && only_upserts_and_deletes(&batches)? {
+        return Ok(Coalesced {
+            batches: last_per_key(&batches, keys)?,
+            truncated: false,
+        });
+    }
     let partitions = split_partitions(batches, ctx.state().config().target_partitions());
     let table = Arc::new(MemTable::try_new(schema.clone(), partitions)?);
     let changes = ctx.read_table(table)?;
@@ -243,6 +252,19 @@ async fn expand_partial_deletes(
         out.push(joined.select(projection)?);
     }
     Ok(out)
+}
+
+/// Whether every change of `batches` is an upsert or a delete.
+fn only_upserts_and_deletes(batches: &[RecordBatch]) -> Result<bool> {
+    for b in batches {
+        let op = b.column(b.schema().index_of(change::OP)?);
+        let op = op.as_primitive::<arrow::datatypes::Int8Type>();
+        let plain = |v: &i8| *v == Op::Upsert as i8 || *v == Op::Delete as i8;
+        if op.null_count() > 0 || !op.values().iter().all(plain) {
+            return Ok(false);
+        }
+    }
+    Ok(true)
 }
 
 /// The last change per key of `batches` (highest order), without the order column: keys

@@ -213,13 +213,24 @@ fn plain_files(table: &DeltaTable) -> Result<bool> {
     Ok(!mapped && vectors_ok && !super::change_data_feed(table))
 }
 
-/// The changes' keys, row-encoded, and whether each is an upsert.
+/// The changes' keys, and whether each is an upsert: a single integer key as itself (no row
+/// encoding, the common case of an HVR table), any other key row-encoded.
 struct KeySet {
     converter: RowConverter,
     key_types: Vec<DataType>,
     ops: HashMap<Box<[u8]>, bool, foldhash::fast::RandomState>,
+    /// The single integer key's changes (then `ops` stays empty).
+    int_ops: Option<HashMap<i64, bool, foldhash::fast::RandomState>>,
     /// The first key column's values when it is an integer: to skip files by statistics.
     first_ints: Option<Vec<i64>>,
+}
+
+/// Whether `t` is an integer type a key column is compared as `i64` in.
+fn integer(t: &DataType) -> bool {
+    matches!(
+        t,
+        DataType::Int64 | DataType::Int32 | DataType::Int16 | DataType::Int8
+    )
 }
 
 impl KeySet {
@@ -233,22 +244,30 @@ impl KeySet {
                 .collect(),
         )?;
         let op_idx = schema.index_of(change::OP)?;
-        let mut ops = HashMap::with_hasher(foldhash::fast::RandomState::default());
-        let mut first_ints = matches!(
-            key_types[0],
-            DataType::Int64 | DataType::Int32 | DataType::Int16 | DataType::Int8
-        )
-        .then(Vec::new);
+        let hasher = foldhash::fast::RandomState::default;
+        let mut ops = HashMap::with_hasher(hasher());
+        let rows: usize = batches.iter().map(RecordBatch::num_rows).sum();
+        let mut int_ops = (key_types.len() == 1 && integer(&key_types[0]))
+            .then(|| HashMap::with_capacity_and_hasher(rows, hasher()));
+        let mut first_ints = integer(&key_types[0]).then(|| Vec::with_capacity(rows));
         for b in batches {
             let cols: Vec<ArrayRef> = key_idx.iter().map(|&i| b.column(i).clone()).collect();
-            let rows = converter.convert_columns(&cols)?;
             let op = b.column(op_idx).as_primitive::<Int8Type>();
-            for r in 0..b.num_rows() {
-                ops.insert(rows.row(r).as_ref().into(), op.value(r) == Op::Upsert as i8);
-            }
             if let Some(v) = first_ints.as_mut() {
                 let c = arrow::compute::cast(&cols[0], &DataType::Int64)?;
-                v.extend(c.as_primitive::<Int64Type>().iter().flatten());
+                let c = c.as_primitive::<Int64Type>();
+                v.extend(c.iter().flatten());
+                if let Some(m) = int_ops.as_mut() {
+                    // Key columns hold no NULLs (coalescing refuses them).
+                    for (k, o) in c.values().iter().zip(op.values()) {
+                        m.insert(*k, *o == Op::Upsert as i8);
+                    }
+                    continue;
+                }
+            }
+            let rows = converter.convert_columns(&cols)?;
+            for r in 0..b.num_rows() {
+                ops.insert(rows.row(r).as_ref().into(), op.value(r) == Op::Upsert as i8);
             }
         }
         if let Some(v) = first_ints.as_mut() {
@@ -258,6 +277,7 @@ impl KeySet {
             converter,
             key_types,
             ops,
+            int_ops,
             first_ints,
         })
     }
@@ -279,26 +299,19 @@ impl KeySet {
     }
 }
 
-/// Which rows of `b` keep their key (not changed by the cycle), and how many of the others
-/// the cycle updates and deletes.
+/// Which of the `n` rows starting at the file's row `first` keep their key: those not in
+/// `marks` (the rows the cycle changes, in order; the ones before `first + n` are taken).
 fn unchanged_rows(
-    b: &RecordBatch,
-    set: &KeySet,
-    keys: &[String],
-) -> Result<(BooleanArray, usize, usize)> {
-    let changes = changed(b, set, keys, None)?;
-    let mut keep = BooleanBufferBuilder::new(b.num_rows());
-    keep.append_n(b.num_rows(), true);
-    let (mut updated, mut deleted) = (0, 0);
-    for (r, upsert) in changes {
-        keep.set_bit(r, false);
-        if upsert {
-            updated += 1;
-        } else {
-            deleted += 1;
-        }
+    marks: &mut std::iter::Peekable<impl Iterator<Item = u64>>,
+    first: u64,
+    n: usize,
+) -> BooleanArray {
+    let mut keep = BooleanBufferBuilder::new(n);
+    keep.append_n(n, true);
+    while let Some(r) = marks.next_if(|&r| r < first + n as u64) {
+        keep.set_bit((r - first) as usize, false);
     }
-    Ok((BooleanArray::new(keep.finish(), None), updated, deleted))
+    BooleanArray::new(keep.finish(), None)
 }
 
 /// The rows of `b` whose key the cycle changes (row, whether by an upsert), leaving out the
@@ -316,14 +329,31 @@ fn changed(
             let c = b.column_by_name(k).ok_or_else(|| {
                 Error::msg(format!("key column '{k}' is missing from a data file"))
             })?;
+            let t = if set.int_ops.is_some() {
+                &DataType::Int64
+            } else {
+                t
+            };
             arrow::compute::cast(c, t).map_err(Into::into)
         })
         .collect::<Result<_>>()?;
-    let rows = set.converter.convert_columns(&cols)?;
+    let live = |r: usize| gone.is_none_or(|(g, first)| !g.contains(first + r as u64));
     let mut out = Vec::new();
+    if let Some(m) = &set.int_ops {
+        let c = cols[0].as_primitive::<Int64Type>();
+        for (r, k) in c.iter().enumerate() {
+            if let Some(upsert) = k.and_then(|k| m.get(&k))
+                && live(r)
+            {
+                out.push((r, *upsert));
+            }
+        }
+        return Ok(out);
+    }
+    let rows = set.converter.convert_columns(&cols)?;
     for r in 0..b.num_rows() {
         if let Some(upsert) = set.ops.get(rows.row(r).as_ref())
-            && gone.is_none_or(|(g, first)| !g.contains(first + r as u64))
+            && live(r)
         {
             out.push((r, *upsert));
         }
@@ -465,20 +495,23 @@ fn read_file(
     builder.with_batch_size(65536).build().map_err(at)
 }
 
-/// Streams the rows of one data file whose key did not change to `sink`, a batch at a time.
+/// Streams the rows of one data file that `marks` (its changed rows, found by
+/// [`mark_changed`]) leaves in to `sink`, a batch at a time.
 fn copy_unchanged(
     bytes: bytes::Bytes,
     name: &str,
-    set: &KeySet,
-    keys: &[String],
+    marks: &RoaringTreemap,
     columns: &SchemaRef,
     values: &partition::Values,
     sink: &Mutex<FileSink>,
 ) -> Result<()> {
+    let (mut first, mut marks) = (0u64, marks.iter().peekable());
     for b in read_file(bytes, name, None)? {
         let b = b.map_err(|e| Error::msg(format!("{name}: {e}")))?;
+        let n = b.num_rows();
+        let keep = unchanged_rows(&mut marks, first, n);
+        first += n as u64;
         let b = conform(&partition::with_values(b, columns, values)?, columns)?;
-        let (keep, _, _) = unchanged_rows(&b, set, keys)?;
         let kept = arrow::compute::filter_record_batch(&b, &keep)?;
         if kept.num_rows() > 0 {
             sink.lock().expect("file sink").send(kept)?;
@@ -629,8 +662,7 @@ async fn rewrite(
                             copy_unchanged(
                                 bytes,
                                 &remove.path,
-                                &set,
-                                keys,
+                                &m.marks,
                                 &columns,
                                 &values,
                                 &sink,
