@@ -213,16 +213,25 @@ fn plain_files(table: &DeltaTable) -> Result<bool> {
     Ok(!mapped && vectors_ok && !super::change_data_feed(table))
 }
 
-/// The changes' keys, and whether each is an upsert: a single integer key as itself (no row
-/// encoding, the common case of an HVR table), any other key row-encoded.
+/// The changes' keys, and whether each is an upsert.
 struct KeySet {
-    converter: RowConverter,
-    key_types: Vec<DataType>,
-    ops: HashMap<Box<[u8]>, bool, foldhash::fast::RandomState>,
-    /// The single integer key's changes (then `ops` stays empty).
-    int_ops: Option<HashMap<i64, bool, foldhash::fast::RandomState>>,
+    lookup: Lookup,
     /// The first key column's values when it is an integer: to skip files by statistics.
     first_ints: Option<Vec<i64>>,
+}
+
+type Hasher = foldhash::fast::RandomState;
+
+/// How a data file's keys are looked up among the changes'.
+enum Lookup {
+    /// A single integer key, as itself (the common case of an HVR table).
+    Int(HashMap<i64, bool, Hasher>),
+    /// Any other key, row-encoded in the changes' key types.
+    Rows {
+        converter: RowConverter,
+        key_types: Vec<DataType>,
+        ops: HashMap<Box<[u8]>, bool, Hasher>,
+    },
 }
 
 /// Whether `t` is an integer type a key column is compared as `i64` in.
@@ -233,53 +242,62 @@ fn integer(t: &DataType) -> bool {
     )
 }
 
+/// `c` as `i64` values.
+fn as_i64(c: &ArrayRef) -> Result<ArrayRef> {
+    Ok(arrow::compute::cast(c, &DataType::Int64)?)
+}
+
 impl KeySet {
     fn new(batches: &[RecordBatch], keys: &[String]) -> Result<Self> {
         let schema = batches[0].schema();
         let (key_idx, key_types) = change::key_columns(&schema, keys)?;
-        let converter = RowConverter::new(
-            key_types
-                .iter()
-                .map(|t| SortField::new(t.clone()))
-                .collect(),
-        )?;
         let op_idx = schema.index_of(change::OP)?;
-        let hasher = foldhash::fast::RandomState::default;
-        let mut ops = HashMap::with_hasher(hasher());
         let rows: usize = batches.iter().map(RecordBatch::num_rows).sum();
-        let mut int_ops = (key_types.len() == 1 && integer(&key_types[0]))
-            .then(|| HashMap::with_capacity_and_hasher(rows, hasher()));
+        let mut lookup = if key_types.len() == 1 && integer(&key_types[0]) {
+            Lookup::Int(HashMap::with_capacity_and_hasher(rows, Hasher::default()))
+        } else {
+            let fields = key_types.iter().map(|t| SortField::new(t.clone()));
+            Lookup::Rows {
+                converter: RowConverter::new(fields.collect())?,
+                key_types: key_types.clone(),
+                ops: HashMap::with_hasher(Hasher::default()),
+            }
+        };
         let mut first_ints = integer(&key_types[0]).then(|| Vec::with_capacity(rows));
         for b in batches {
             let cols: Vec<ArrayRef> = key_idx.iter().map(|&i| b.column(i).clone()).collect();
-            let op = b.column(op_idx).as_primitive::<Int8Type>();
+            let upsert = b.column(op_idx).as_primitive::<Int8Type>();
+            let upsert = upsert.values().iter().map(|o| *o == Op::Upsert as i8);
             if let Some(v) = first_ints.as_mut() {
-                let c = arrow::compute::cast(&cols[0], &DataType::Int64)?;
-                let c = c.as_primitive::<Int64Type>();
-                v.extend(c.iter().flatten());
-                if let Some(m) = int_ops.as_mut() {
-                    // Key columns hold no NULLs (coalescing refuses them).
-                    for (k, o) in c.values().iter().zip(op.values()) {
-                        m.insert(*k, *o == Op::Upsert as i8);
-                    }
-                    continue;
-                }
+                v.extend(
+                    as_i64(&cols[0])?
+                        .as_primitive::<Int64Type>()
+                        .iter()
+                        .flatten(),
+                );
             }
-            let rows = converter.convert_columns(&cols)?;
-            for r in 0..b.num_rows() {
-                ops.insert(rows.row(r).as_ref().into(), op.value(r) == Op::Upsert as i8);
+            match &mut lookup {
+                Lookup::Int(m) => {
+                    // Key columns hold no NULLs (coalescing refuses them).
+                    let k = as_i64(&cols[0])?;
+                    m.extend(
+                        k.as_primitive::<Int64Type>()
+                            .values()
+                            .iter()
+                            .copied()
+                            .zip(upsert),
+                    );
+                }
+                Lookup::Rows { converter, ops, .. } => {
+                    let rows = converter.convert_columns(&cols)?;
+                    ops.extend(rows.iter().map(|r| r.as_ref().into()).zip(upsert));
+                }
             }
         }
         if let Some(v) = first_ints.as_mut() {
             v.sort_unstable();
         }
-        Ok(KeySet {
-            converter,
-            key_types,
-            ops,
-            int_ops,
-            first_ints,
-        })
+        Ok(KeySet { lookup, first_ints })
     }
 
     /// Whether a file whose statistics give `stats` may hold a changed key.
@@ -322,43 +340,38 @@ fn changed(
     keys: &[String],
     gone: Option<(&RoaringTreemap, u64)>,
 ) -> Result<Vec<(usize, bool)>> {
-    let cols: Vec<ArrayRef> = keys
-        .iter()
-        .zip(&set.key_types)
-        .map(|(k, t)| {
-            let c = b.column_by_name(k).ok_or_else(|| {
-                Error::msg(format!("key column '{k}' is missing from a data file"))
-            })?;
-            let t = if set.int_ops.is_some() {
-                &DataType::Int64
-            } else {
-                t
-            };
-            arrow::compute::cast(c, t).map_err(Into::into)
-        })
-        .collect::<Result<_>>()?;
+    let column = |k: &String| {
+        b.column_by_name(k)
+            .ok_or_else(|| Error::msg(format!("key column '{k}' is missing from a data file")))
+    };
     let live = |r: usize| gone.is_none_or(|(g, first)| !g.contains(first + r as u64));
-    let mut out = Vec::new();
-    if let Some(m) = &set.int_ops {
-        let c = cols[0].as_primitive::<Int64Type>();
-        for (r, k) in c.iter().enumerate() {
-            if let Some(upsert) = k.and_then(|k| m.get(&k))
-                && live(r)
-            {
-                out.push((r, *upsert));
-            }
+    let hits: Vec<Option<bool>> = match &set.lookup {
+        Lookup::Int(m) => {
+            let c = as_i64(column(&keys[0])?)?;
+            let c = c.as_primitive::<Int64Type>();
+            c.iter()
+                .map(|k| k.and_then(|k| m.get(&k).copied()))
+                .collect()
         }
-        return Ok(out);
-    }
-    let rows = set.converter.convert_columns(&cols)?;
-    for r in 0..b.num_rows() {
-        if let Some(upsert) = set.ops.get(rows.row(r).as_ref())
-            && live(r)
-        {
-            out.push((r, *upsert));
+        Lookup::Rows {
+            converter,
+            key_types,
+            ops,
+        } => {
+            let cols: Vec<ArrayRef> = keys
+                .iter()
+                .zip(key_types)
+                .map(|(k, t)| Ok(arrow::compute::cast(column(k)?, t)?))
+                .collect::<Result<_>>()?;
+            let rows = converter.convert_columns(&cols)?;
+            rows.iter().map(|r| ops.get(r.as_ref()).copied()).collect()
         }
-    }
-    Ok(out)
+    };
+    Ok(hits
+        .into_iter()
+        .enumerate()
+        .filter_map(|(r, h)| h.filter(|_| live(r)).map(|u| (r, u)))
+        .collect())
 }
 
 /// What checking one data file's keys found: the file's new deletion vector (the rows it
