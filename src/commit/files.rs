@@ -14,6 +14,7 @@ use futures::StreamExt;
 use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 
+use super::encode::DataFileWriter;
 use super::writer_properties;
 use crate::error::{Error, Result};
 
@@ -55,6 +56,7 @@ impl FileSink {
         let properties = writer_properties(&columns);
         // A partitioned table: each writer splits its batches by partition values.
         let partitions = super::partition::names(&columns);
+        let partitioned = !partitions.is_empty();
         // The writers compare each batch's schema with theirs, metadata too: none on either.
         let schema = super::plain_schema(&columns);
         let config = WriterConfig::new(
@@ -66,20 +68,46 @@ impl FileSink {
             indexed,
             None,
         );
+        // Flat tables of the common types get files hvrlake encodes itself (commit::encode);
+        // others (and partitioned tables) delta-rs's writer.
+        let own = !partitioned && super::encode::supported(&schema);
+        let indexed_columns = match indexed {
+            DataSkippingNumIndexedCols::AllColumns => usize::MAX,
+            DataSkippingNumIndexedCols::NumColumns(n) => n as usize,
+        };
         let mut senders = Vec::with_capacity(writers);
         let mut tasks = Vec::with_capacity(writers);
         for _ in 0..writers.max(1) {
             let (tx, mut rx) = mpsc::channel::<RecordBatch>(2);
-            let mut writer = DeltaWriter::new(table.object_store(), config.clone());
-            tasks.push(tokio::spawn(async move {
-                while let Some(batch) = rx.recv().await {
-                    if let Err(e) = writer.write(&batch).await {
-                        let _ = writer.abort().await;
-                        return Err(e.into());
+            let task = if own {
+                let mut writer = DataFileWriter::new(
+                    table.object_store(),
+                    schema.clone(),
+                    indexed_columns,
+                    TARGET_FILE_BYTES,
+                )?;
+                tokio::spawn(async move {
+                    while let Some(batch) = rx.recv().await {
+                        if let Err(e) = writer.write(&batch).await {
+                            writer.abort().await;
+                            return Err(e);
+                        }
                     }
-                }
-                Ok(writer.close().await?)
-            }));
+                    writer.close().await
+                })
+            } else {
+                let mut writer = DeltaWriter::new(table.object_store(), config.clone());
+                tokio::spawn(async move {
+                    while let Some(batch) = rx.recv().await {
+                        if let Err(e) = writer.write(&batch).await {
+                            let _ = writer.abort().await;
+                            return Err(e.into());
+                        }
+                    }
+                    Ok(writer.close().await?)
+                })
+            };
+            tasks.push(task);
             senders.push(tx);
         }
         Ok(FileSink {

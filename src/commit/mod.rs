@@ -2,6 +2,7 @@
 //! integrate cycle's net changes, `refresh` replaces a table with a refresh's rows.
 
 pub mod deletion_vectors;
+pub mod encode;
 pub mod files;
 pub mod history;
 pub mod merge;

@@ -1,0 +1,802 @@
+//! Data files encoded by hvrlake itself: Arrow batches of a flat table into Parquet pages
+//! (plain values, definition levels straight from the validity bitmap, zstd level 1) and
+//! uploaded through `object_store`, with the Delta statistics of each file taken from the
+//! values as they are encoded.
+//!
+//! parquet-rs's `ArrowWriter` spends most of a refresh's writing time outside compression
+//! (levels, per-value statistics, a heap buffer per decimal, dictionary tries): encoding the
+//! same pages here costs about a third of it (docs/benchmarks.md, session 7). Only the
+//! common flat types are encoded here ([`supported`]); a table with any other column, or a
+//! partitioned one, keeps delta-rs's writer (`commit::files`).
+//!
+//! What a file holds: row groups of [`ROW_GROUP_ROWS`] rows, data pages (v1) of up to
+//! [`PAGE_ROWS`] values, each column chunk with min/max/null-count statistics in the footer
+//! (text longer than [`STATS_MAX_BYTES`] gets no min/max), and the Arrow schema in the
+//! footer's key-value metadata as `ArrowWriter` writes it.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use arrow::array::{Array, ArrayRef, AsArray, BooleanBufferBuilder, RecordBatch};
+use arrow::datatypes::{
+    DataType, Date32Type, Decimal128Type, Float32Type, Float64Type, Int8Type, Int16Type, Int32Type,
+    Int64Type, SchemaRef, TimeUnit, TimestampMicrosecondType, TimestampNanosecondType,
+};
+use bytes::Bytes;
+use deltalake::kernel::Add;
+use object_store::buffered::BufWriter;
+use object_store::path::Path;
+use object_store::{ObjectStore, ObjectStoreExt};
+use parquet::arrow::{ArrowSchemaConverter, add_encoded_arrow_schema_to_metadata};
+use parquet::basic::{Compression, Encoding, Type as Physical, ZstdLevel};
+use parquet::column::page::{CompressedPage, Page, PageWriter};
+use parquet::column::writer::ColumnCloseResult;
+use parquet::data_type::{ByteArray, FixedLenByteArray};
+use parquet::file::metadata::ColumnChunkMetaData;
+use parquet::file::properties::WriterProperties;
+use parquet::file::statistics::Statistics;
+use parquet::file::writer::{SerializedFileWriter, SerializedPageWriter, TrackedWrite};
+use parquet::schema::types::ColumnDescPtr;
+use serde_json::{Map, Value};
+use tokio::io::AsyncWriteExt;
+
+use crate::error::{Error, Result};
+
+/// Rows per row group (as `commit::writer_properties` gives `ArrowWriter`).
+pub const ROW_GROUP_ROWS: usize = 1 << 17;
+
+/// Values per data page at most.
+pub const PAGE_ROWS: usize = 1 << 14;
+
+/// Text and binary min/max longer than this are left out of the statistics (a prefix would
+/// do for the minimum, but the maximum would need rounding up).
+pub const STATS_MAX_BYTES: usize = 64;
+
+/// zstd's level for every page: the level `commit::writer_properties` asks of parquet-rs.
+const ZSTD_LEVEL: i32 = 1;
+
+/// Whether every column of `schema` is one this module encodes (flat, and of a type the
+/// reader produces); a table with any other needs delta-rs's writer.
+pub fn supported(schema: &SchemaRef) -> bool {
+    schema.fields().iter().all(|f| {
+        matches!(
+            f.data_type(),
+            DataType::Boolean
+                | DataType::Int8
+                | DataType::Int16
+                | DataType::Int32
+                | DataType::Int64
+                | DataType::Float32
+                | DataType::Float64
+                | DataType::Date32
+                | DataType::Utf8
+                | DataType::Binary
+                | DataType::Decimal128(_, _)
+                | DataType::Timestamp(TimeUnit::Microsecond | TimeUnit::Nanosecond, _)
+        )
+    })
+}
+
+/// The smallest and largest non-null value of a column so far, as the column's physical
+/// kind holds them (decimals as their unscaled integer, whatever their Parquet type).
+#[derive(Clone, Debug, PartialEq)]
+enum Bounds {
+    None,
+    Bool(bool, bool),
+    Int(i64, i64),
+    F32(f32, f32),
+    F64(f64, f64),
+    Dec(i128, i128),
+    /// `None` once a value longer than [`STATS_MAX_BYTES`] was the minimum or maximum.
+    Bytes(Option<(Vec<u8>, Vec<u8>)>),
+}
+
+impl Bounds {
+    fn merge(&mut self, other: &Bounds) {
+        use Bounds::*;
+        *self = match (&*self, other) {
+            (None, o) => o.clone(),
+            (s, None) => s.clone(),
+            (Bool(a, b), Bool(c, d)) => Bool(*a && *c, *b || *d),
+            (Int(a, b), Int(c, d)) => Int(*a.min(c), *b.max(d)),
+            (F32(a, b), F32(c, d)) => F32(a.min(*c), b.max(*d)),
+            (F64(a, b), F64(c, d)) => F64(a.min(*c), b.max(*d)),
+            (Dec(a, b), Dec(c, d)) => Dec(*a.min(c), *b.max(d)),
+            (Bytes(Some((a, b))), Bytes(Some((c, d)))) => {
+                Bytes(Some((a.min(c).clone(), b.max(d).clone())))
+            }
+            (Bytes(_), Bytes(_)) => Bytes(Option::None),
+            (s, o) => unreachable!("bounds of two kinds: {s:?} and {o:?}"),
+        }
+    }
+}
+
+/// One column chunk's worth of encoding state, reused from page to page.
+struct Scratch {
+    page: Vec<u8>,
+    zstd: zstd::bulk::Compressor<'static>,
+}
+
+/// Writes the definition levels of `parts` (one page, bit width 1) as a v1 page wants them:
+/// their length, then one RLE run when nothing is NULL, or one bit-packed run that is the
+/// validity bitmap.
+fn put_levels(out: &mut Vec<u8>, parts: &[ArrayRef]) {
+    let n: usize = parts.iter().map(|a| a.len()).sum();
+    let start = out.len();
+    out.extend_from_slice(&[0; 4]);
+    if parts.iter().all(|a| a.null_count() == 0) {
+        put_varint(out, (n as u64) << 1);
+        out.push(1);
+    } else {
+        let groups = n.div_ceil(8);
+        put_varint(out, ((groups as u64) << 1) | 1);
+        let mut bits = BooleanBufferBuilder::new(n);
+        for a in parts {
+            match a.nulls() {
+                Some(valid) => bits.append_buffer(valid.inner()),
+                None => bits.append_n(a.len(), true),
+            }
+        }
+        out.extend_from_slice(&bits.as_slice()[..groups]);
+    }
+    let len = (out.len() - start - 4) as u32;
+    out[start..start + 4].copy_from_slice(&len.to_le_bytes());
+}
+
+fn put_varint(out: &mut Vec<u8>, mut v: u64) {
+    while v >= 0x80 {
+        out.push(v as u8 | 0x80);
+        v >>= 7;
+    }
+    out.push(v as u8);
+}
+
+/// Appends the non-null values of `a` PLAIN-encoded as `descr`'s physical type wants them,
+/// and returns their bounds.
+fn put_values(out: &mut Vec<u8>, a: &ArrayRef, descr: &ColumnDescPtr) -> Result<Bounds> {
+    let nulls = a.nulls().filter(|v| v.null_count() > 0);
+    macro_rules! ints {
+        ($t:ty, $to:ty, $kind:ident) => {{
+            let v = a.as_primitive::<$t>().values();
+            let (mut lo, mut hi) = (<$to>::MAX, <$to>::MIN);
+            let mut put = |x: $to| {
+                lo = lo.min(x);
+                hi = hi.max(x);
+                out.extend_from_slice(&x.to_le_bytes());
+            };
+            match nulls {
+                None => v.iter().for_each(|&x| put(x as $to)),
+                Some(n) => n.valid_indices().for_each(|i| put(v[i] as $to)),
+            }
+            if lo > hi {
+                Bounds::None
+            } else {
+                Bounds::$kind(lo as _, hi as _)
+            }
+        }};
+    }
+    macro_rules! floats {
+        ($t:ty, $f:ty, $kind:ident) => {{
+            let v = a.as_primitive::<$t>().values();
+            let mut b: Option<($f, $f)> = None;
+            let mut put = |x: $f| {
+                out.extend_from_slice(&x.to_le_bytes());
+                if !x.is_nan() {
+                    b = Some(match b {
+                        None => (x, x),
+                        Some((lo, hi)) => {
+                            (if x < lo { x } else { lo }, if x > hi { x } else { hi })
+                        }
+                    });
+                }
+            };
+            match nulls {
+                None => v.iter().for_each(|&x| put(x)),
+                Some(n) => n.valid_indices().for_each(|i| put(v[i])),
+            }
+            // Parquet's rule for zeros: a minimum of zero is written -0.0, a maximum +0.0.
+            match b {
+                None => Bounds::None,
+                Some((lo, hi)) => Bounds::$kind(
+                    if lo == 0.0 { -0.0 } else { lo },
+                    if hi == 0.0 { 0.0 } else { hi },
+                ),
+            }
+        }};
+    }
+    let physical = descr.physical_type();
+    Ok(match (a.data_type(), physical) {
+        (DataType::Boolean, Physical::BOOLEAN) => {
+            let v = a.as_boolean().values();
+            let (mut any_true, mut any_false) = (false, false);
+            let mut byte = 0u8;
+            let mut k = 0;
+            let mut put = |x: bool| {
+                any_true |= x;
+                any_false |= !x;
+                byte |= u8::from(x) << k;
+                k += 1;
+                if k == 8 {
+                    out.push(byte);
+                    byte = 0;
+                    k = 0;
+                }
+            };
+            match nulls {
+                None => v.iter().for_each(&mut put),
+                Some(n) => n.valid_indices().for_each(|i| put(v.value(i))),
+            }
+            if k > 0 {
+                out.push(byte);
+            }
+            if any_true || any_false {
+                Bounds::Bool(!any_false, any_true)
+            } else {
+                Bounds::None
+            }
+        }
+        (DataType::Int8, Physical::INT32) => ints!(Int8Type, i32, Int),
+        (DataType::Int16, Physical::INT32) => ints!(Int16Type, i32, Int),
+        (DataType::Int32, Physical::INT32) => ints!(Int32Type, i32, Int),
+        (DataType::Date32, Physical::INT32) => ints!(Date32Type, i32, Int),
+        (DataType::Int64, Physical::INT64) => ints!(Int64Type, i64, Int),
+        (DataType::Timestamp(TimeUnit::Microsecond, _), Physical::INT64) => {
+            ints!(TimestampMicrosecondType, i64, Int)
+        }
+        (DataType::Timestamp(TimeUnit::Nanosecond, _), Physical::INT64) => {
+            ints!(TimestampNanosecondType, i64, Int)
+        }
+        (DataType::Float32, Physical::FLOAT) => floats!(Float32Type, f32, F32),
+        (DataType::Float64, Physical::DOUBLE) => floats!(Float64Type, f64, F64),
+        (
+            DataType::Decimal128(_, _),
+            Physical::INT32 | Physical::INT64 | Physical::FIXED_LEN_BYTE_ARRAY,
+        ) => {
+            let v = a.as_primitive::<Decimal128Type>().values();
+            let width = descr.type_length().max(0) as usize;
+            let (mut lo, mut hi) = (i128::MAX, i128::MIN);
+            let mut put = |x: i128| {
+                lo = lo.min(x);
+                hi = hi.max(x);
+                match physical {
+                    Physical::INT32 => out.extend_from_slice(&(x as i32).to_le_bytes()),
+                    Physical::INT64 => out.extend_from_slice(&(x as i64).to_le_bytes()),
+                    _ => out.extend_from_slice(&x.to_be_bytes()[16 - width..]),
+                }
+            };
+            match nulls {
+                None => v.iter().for_each(|&x| put(x)),
+                Some(n) => n.valid_indices().for_each(|i| put(v[i])),
+            }
+            if lo > hi {
+                Bounds::None
+            } else {
+                Bounds::Dec(lo, hi)
+            }
+        }
+        (DataType::Utf8 | DataType::Binary, Physical::BYTE_ARRAY) => {
+            let (offsets, data) = match a.data_type() {
+                DataType::Utf8 => {
+                    let s = a.as_string::<i32>();
+                    (s.value_offsets(), s.value_data())
+                }
+                _ => {
+                    let b = a.as_binary::<i32>();
+                    (b.value_offsets(), b.value_data())
+                }
+            };
+            let mut b: Option<(&[u8], &[u8])> = None;
+            let mut put = |i: usize| {
+                let v = &data[offsets[i] as usize..offsets[i + 1] as usize];
+                out.extend_from_slice(&(v.len() as u32).to_le_bytes());
+                out.extend_from_slice(v);
+                // The first bytes settle most comparisons without a call to memcmp.
+                b = Some(match b {
+                    None => (v, v),
+                    Some((lo, hi)) => (
+                        match v.first().cmp(&lo.first()) {
+                            std::cmp::Ordering::Less => v,
+                            std::cmp::Ordering::Equal if v < lo => v,
+                            _ => lo,
+                        },
+                        match v.first().cmp(&hi.first()) {
+                            std::cmp::Ordering::Greater => v,
+                            std::cmp::Ordering::Equal if v > hi => v,
+                            _ => hi,
+                        },
+                    ),
+                });
+            };
+            match nulls {
+                None => (0..a.len()).for_each(&mut put),
+                Some(n) => n.valid_indices().for_each(put),
+            }
+            match b {
+                None => Bounds::None,
+                Some((lo, hi)) if lo.len() <= STATS_MAX_BYTES && hi.len() <= STATS_MAX_BYTES => {
+                    Bounds::Bytes(Some((lo.to_vec(), hi.to_vec())))
+                }
+                Some(_) => Bounds::Bytes(None),
+            }
+        }
+        (t, p) => {
+            return Err(Error::msg(format!(
+                "column '{}': {t} cannot be encoded as Parquet {p}",
+                descr.name()
+            )));
+        }
+    })
+}
+
+/// The footer statistics of a column chunk with `bounds` and `nulls` NULLs.
+fn chunk_statistics(descr: &ColumnDescPtr, bounds: &Bounds, nulls: u64) -> Statistics {
+    let n = Some(nulls);
+    match (descr.physical_type(), bounds) {
+        (Physical::BOOLEAN, Bounds::Bool(lo, hi)) => {
+            Statistics::boolean(Some(*lo), Some(*hi), None, n, false)
+        }
+        (Physical::BOOLEAN, _) => Statistics::boolean(None, None, None, n, false),
+        (Physical::INT32, Bounds::Int(lo, hi)) => {
+            Statistics::int32(Some(*lo as i32), Some(*hi as i32), None, n, false)
+        }
+        (Physical::INT32, Bounds::Dec(lo, hi)) => {
+            Statistics::int32(Some(*lo as i32), Some(*hi as i32), None, n, false)
+        }
+        (Physical::INT32, _) => Statistics::int32(None, None, None, n, false),
+        (Physical::INT64, Bounds::Int(lo, hi)) => {
+            Statistics::int64(Some(*lo), Some(*hi), None, n, false)
+        }
+        (Physical::INT64, Bounds::Dec(lo, hi)) => {
+            Statistics::int64(Some(*lo as i64), Some(*hi as i64), None, n, false)
+        }
+        (Physical::INT64, _) => Statistics::int64(None, None, None, n, false),
+        (Physical::FLOAT, Bounds::F32(lo, hi)) => {
+            Statistics::float(Some(*lo), Some(*hi), None, n, false)
+        }
+        (Physical::FLOAT, _) => Statistics::float(None, None, None, n, false),
+        (Physical::DOUBLE, Bounds::F64(lo, hi)) => {
+            Statistics::double(Some(*lo), Some(*hi), None, n, false)
+        }
+        (Physical::DOUBLE, _) => Statistics::double(None, None, None, n, false),
+        (Physical::FIXED_LEN_BYTE_ARRAY, Bounds::Dec(lo, hi)) => {
+            let width = descr.type_length() as usize;
+            let be = |x: &i128| {
+                FixedLenByteArray::from(ByteArray::from(x.to_be_bytes()[16 - width..].to_vec()))
+            };
+            Statistics::fixed_len_byte_array(Some(be(lo)), Some(be(hi)), None, n, false)
+        }
+        (Physical::FIXED_LEN_BYTE_ARRAY, _) => {
+            Statistics::fixed_len_byte_array(None, None, None, n, false)
+        }
+        (_, Bounds::Bytes(Some((lo, hi)))) => Statistics::byte_array(
+            Some(ByteArray::from(lo.clone())),
+            Some(ByteArray::from(hi.clone())),
+            None,
+            n,
+            false,
+        ),
+        _ => Statistics::byte_array(None, None, None, n, false),
+    }
+}
+
+/// One column chunk of the row group being written: its pages so far, serialized.
+struct Chunk {
+    sink: TrackedWrite<Vec<u8>>,
+    compressed: i64,
+    uncompressed: i64,
+    values: u64,
+    bounds: Bounds,
+    nulls: u64,
+}
+
+impl Chunk {
+    fn new() -> Self {
+        Chunk {
+            sink: TrackedWrite::new(Vec::new()),
+            compressed: 0,
+            uncompressed: 0,
+            values: 0,
+            bounds: Bounds::None,
+            nulls: 0,
+        }
+    }
+
+    /// Encodes `parts` (in order) as one data page of `descr`'s column, compressed. PLAIN
+    /// values follow one another, so the parts are not copied into one array first (but
+    /// for booleans, whose bits would not line up).
+    fn page(
+        &mut self,
+        descr: &ColumnDescPtr,
+        parts: &[ArrayRef],
+        scratch: &mut Scratch,
+    ) -> Result<()> {
+        let (rows, nulls) = parts
+            .iter()
+            .fold((0, 0), |(r, n), a| (r + a.len(), n + a.null_count()));
+        if descr.max_def_level() == 0 && nulls > 0 {
+            return Err(Error::msg(format!(
+                "column '{}' is not nullable but has NULLs",
+                descr.name()
+            )));
+        }
+        let page = &mut scratch.page;
+        page.clear();
+        if descr.max_def_level() > 0 {
+            put_levels(page, parts);
+        }
+        if parts.len() > 1 && *parts[0].data_type() == DataType::Boolean {
+            let arrays: Vec<&dyn Array> = parts.iter().map(|a| a.as_ref()).collect();
+            let one = arrow::compute::concat(&arrays)?;
+            self.bounds.merge(&put_values(page, &one, descr)?);
+        } else {
+            for a in parts {
+                self.bounds.merge(&put_values(page, a, descr)?);
+            }
+        }
+        self.nulls += nulls as u64;
+        self.values += rows as u64;
+        let data = scratch
+            .zstd
+            .compress(page)
+            .map_err(|e| Error::msg(format!("zstd: {e}")))?;
+        let spec = SerializedPageWriter::new(&mut self.sink).write_page(CompressedPage::new(
+            Page::DataPage {
+                buf: Bytes::from(data),
+                num_values: rows as u32,
+                encoding: Encoding::PLAIN,
+                def_level_encoding: Encoding::RLE,
+                rep_level_encoding: Encoding::RLE,
+                statistics: None,
+            },
+            page.len(),
+        ))?;
+        self.compressed += spec.compressed_size as i64;
+        self.uncompressed += spec.uncompressed_size as i64;
+        Ok(())
+    }
+
+    /// The chunk's bytes and what the row group writer needs to splice them.
+    fn finish(self, descr: &ColumnDescPtr) -> Result<(Bytes, ColumnCloseResult)> {
+        let bytes = Bytes::from(self.sink.into_inner()?);
+        let metadata = ColumnChunkMetaData::builder(descr.clone())
+            .set_compression(Compression::ZSTD(ZstdLevel::try_new(ZSTD_LEVEL)?))
+            .set_encodings(vec![Encoding::PLAIN, Encoding::RLE])
+            .set_num_values(self.values as i64)
+            .set_total_compressed_size(self.compressed)
+            .set_total_uncompressed_size(self.uncompressed)
+            .set_data_page_offset(0)
+            .set_statistics(chunk_statistics(descr, &self.bounds, self.nulls))
+            .build()?;
+        let close = ColumnCloseResult {
+            bytes_written: bytes.len() as u64,
+            rows_written: self.values,
+            metadata,
+            bloom_filter: None,
+            column_index: None,
+            offset_index: None,
+        };
+        Ok((bytes, close))
+    }
+}
+
+/// One data file being written: its Parquet writer (drained into the upload after each row
+/// group), the row group being encoded, and the statistics gathered for its `Add`.
+struct OpenFile {
+    name: String,
+    upload: BufWriter,
+    parquet: SerializedFileWriter<Vec<u8>>,
+    columns: Vec<ColumnDescPtr>,
+    chunks: Vec<Chunk>,
+    group_rows: usize,
+    bounds: Vec<Bounds>,
+    nulls: Vec<u64>,
+    rows: u64,
+    bytes: u64,
+}
+
+/// Writes a table's data files from batches, as delta-rs's `DeltaWriter` would for an
+/// unpartitioned table: row groups of [`ROW_GROUP_ROWS`] rows, a new file once one passes
+/// `target_bytes`, and an `Add` with statistics for the first `indexed` columns of each.
+/// Pages are encoded as their rows arrive, so the work keeps pace with the batches.
+pub struct DataFileWriter {
+    store: Arc<dyn ObjectStore>,
+    schema: SchemaRef,
+    properties: Arc<WriterProperties>,
+    indexed: usize,
+    target_bytes: u64,
+    scratch: Scratch,
+    pending: Vec<RecordBatch>,
+    pending_rows: usize,
+    open: Option<OpenFile>,
+    done: Vec<Add>,
+}
+
+impl DataFileWriter {
+    /// A writer of files for `schema` (every column [`supported`]) into `store` (rooted at
+    /// the table), with statistics on the first `indexed` columns.
+    pub fn new(
+        store: Arc<dyn ObjectStore>,
+        schema: SchemaRef,
+        indexed: usize,
+        target_bytes: u64,
+    ) -> Result<Self> {
+        let mut properties = WriterProperties::builder()
+            .set_created_by(format!(
+                "hvrlake version {} (parquet-rs)",
+                env!("CARGO_PKG_VERSION")
+            ))
+            .build();
+        add_encoded_arrow_schema_to_metadata(&schema, &mut properties);
+        Ok(DataFileWriter {
+            store,
+            schema,
+            properties: Arc::new(properties),
+            indexed,
+            target_bytes,
+            scratch: Scratch {
+                page: Vec::with_capacity(1 << 20),
+                zstd: zstd::bulk::Compressor::new(ZSTD_LEVEL)
+                    .map_err(|e| Error::msg(format!("zstd: {e}")))?,
+            },
+            pending: Vec::new(),
+            pending_rows: 0,
+            open: None,
+            done: Vec::new(),
+        })
+    }
+
+    /// Takes `batch`; encodes a page whenever enough rows are waiting, and writes out each
+    /// row group as it fills.
+    pub async fn write(&mut self, batch: &RecordBatch) -> Result<()> {
+        if batch.num_rows() == 0 {
+            return Ok(());
+        }
+        self.pending.push(batch.clone());
+        self.pending_rows += batch.num_rows();
+        while self.pending_rows >= PAGE_ROWS {
+            self.page(PAGE_ROWS).await?;
+        }
+        Ok(())
+    }
+
+    /// Writes what is waiting and finishes the open file; returns an `Add` for every file.
+    pub async fn close(mut self) -> Result<Vec<Add>> {
+        while self.pending_rows > 0 {
+            self.page(self.pending_rows.min(PAGE_ROWS)).await?;
+        }
+        self.end_group().await?;
+        self.finish_file().await?;
+        Ok(self.done)
+    }
+
+    /// Abandons the open file's upload and deletes the files finished so far.
+    pub async fn abort(mut self) {
+        if let Some(mut f) = self.open.take() {
+            let _ = f.upload.abort().await;
+        }
+        for add in self.done.drain(..) {
+            let _ = self.store.delete(&Path::from(add.path)).await;
+        }
+    }
+
+    /// Encodes up to `rows` waiting rows (no more than the row group has room for) as one
+    /// page of each column; ends the row group when it is full.
+    async fn page(&mut self, rows: usize) -> Result<()> {
+        if self.open.is_none() {
+            self.open = Some(self.start_file()?);
+        }
+        let f = self.open.as_mut().expect("a file is open");
+        let rows = rows.min(ROW_GROUP_ROWS - f.group_rows);
+        let parts = take(&mut self.pending, rows);
+        self.pending_rows -= rows;
+        for (i, (descr, chunk)) in f.columns.iter().zip(&mut f.chunks).enumerate() {
+            let arrays: Vec<ArrayRef> = parts.iter().map(|b| b.column(i).clone()).collect();
+            chunk.page(descr, &arrays, &mut self.scratch)?;
+        }
+        f.group_rows += rows;
+        if f.group_rows == ROW_GROUP_ROWS {
+            self.end_group().await?;
+        }
+        Ok(())
+    }
+
+    /// Writes the row group encoded so far (if any) into the file and its bytes to the
+    /// upload; finishes the file once it passes the target size.
+    async fn end_group(&mut self) -> Result<()> {
+        let Some(f) = self.open.as_mut().filter(|f| f.group_rows > 0) else {
+            return Ok(());
+        };
+        let chunks = std::mem::replace(
+            &mut f.chunks,
+            (0..f.columns.len()).map(|_| Chunk::new()).collect(),
+        );
+        let mut rg = f.parquet.next_row_group()?;
+        for (i, (descr, chunk)) in f.columns.iter().zip(chunks).enumerate() {
+            f.bounds[i].merge(&chunk.bounds);
+            f.nulls[i] += chunk.nulls;
+            let (bytes, close) = chunk.finish(descr)?;
+            rg.append_column(&bytes, close)?;
+        }
+        rg.close()?;
+        f.rows += f.group_rows as u64;
+        f.group_rows = 0;
+        let out = std::mem::take(f.parquet.inner_mut());
+        f.bytes += out.len() as u64;
+        f.upload.put(Bytes::from(out)).await?;
+        if f.bytes >= self.target_bytes {
+            self.finish_file().await?;
+        }
+        Ok(())
+    }
+
+    fn start_file(&self) -> Result<OpenFile> {
+        let parquet_schema = ArrowSchemaConverter::new().convert(&self.schema)?;
+        let name = format!(
+            "part-{:05}-{}-c000.zstd.parquet",
+            self.done.len(),
+            uuid::Uuid::new_v4()
+        );
+        let columns = parquet_schema.columns().to_vec();
+        let n = columns.len();
+        Ok(OpenFile {
+            upload: BufWriter::new(self.store.clone(), Path::from(name.as_str())),
+            name,
+            parquet: SerializedFileWriter::new(
+                Vec::new(),
+                parquet_schema.root_schema_ptr(),
+                self.properties.clone(),
+            )?,
+            chunks: (0..n).map(|_| Chunk::new()).collect(),
+            columns,
+            group_rows: 0,
+            bounds: vec![Bounds::None; n],
+            nulls: vec![0; n],
+            rows: 0,
+            bytes: 0,
+        })
+    }
+
+    async fn finish_file(&mut self) -> Result<()> {
+        let Some(mut f) = self.open.take() else {
+            return Ok(());
+        };
+        let tail = f.parquet.into_inner()?;
+        f.bytes += tail.len() as u64;
+        f.upload.put(Bytes::from(tail)).await?;
+        f.upload
+            .shutdown()
+            .await
+            .map_err(|e| Error::msg(format!("data file {}: upload failed: {e}", f.name)))?;
+        let stats = delta_stats(&self.schema, self.indexed, &f.bounds, &f.nulls, f.rows);
+        self.done.push(Add {
+            path: f.name,
+            partition_values: HashMap::new(),
+            size: f.bytes as i64,
+            modification_time: std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map_or(0, |d| d.as_millis() as i64),
+            data_change: true,
+            stats: Some(stats.to_string()),
+            tags: None,
+            deletion_vector: None,
+            base_row_id: None,
+            default_row_commit_version: None,
+            clustering_provider: None,
+        });
+        Ok(())
+    }
+}
+
+/// Takes the first `rows` rows of `pending`, in order, as slices of its batches.
+fn take(pending: &mut Vec<RecordBatch>, rows: usize) -> Vec<RecordBatch> {
+    let mut out = Vec::new();
+    let mut need = rows;
+    let mut used = 0;
+    for b in pending.iter_mut() {
+        if need == 0 {
+            break;
+        }
+        if b.num_rows() <= need {
+            need -= b.num_rows();
+            out.push(b.clone());
+            used += 1;
+        } else {
+            out.push(b.slice(0, need));
+            *b = b.slice(need, b.num_rows() - need);
+            need = 0;
+        }
+    }
+    pending.drain(..used);
+    out
+}
+
+/// A file's statistics as the Delta log holds them, written the way delta-rs writes them
+/// from Parquet statistics (so a table reads the same whichever writer wrote a file):
+/// numbers as JSON numbers (decimals as doubles), dates `YYYY-MM-DD`, timestamps cut to
+/// milliseconds, no min/max for binary columns or for text past [`STATS_MAX_BYTES`].
+fn delta_stats(
+    schema: &SchemaRef,
+    indexed: usize,
+    bounds: &[Bounds],
+    nulls: &[u64],
+    rows: u64,
+) -> Value {
+    let (mut min, mut max, mut null_count) = (Map::new(), Map::new(), Map::new());
+    for ((field, b), n) in schema.fields().iter().zip(bounds).zip(nulls).take(indexed) {
+        if *field.data_type() == DataType::Binary {
+            continue;
+        }
+        null_count.insert(field.name().clone(), Value::from(*n));
+        let json = |lo: bool| -> Option<Value> {
+            Some(match (field.data_type(), b) {
+                (_, Bounds::Bool(a, z)) => Value::Bool(if lo { *a } else { *z }),
+                (DataType::Date32, Bounds::Int(a, z)) => {
+                    let d = chrono::NaiveDate::from_ymd_opt(1970, 1, 1)?
+                        + chrono::Duration::days(if lo { *a } else { *z });
+                    Value::from(d.format("%Y-%m-%d").to_string())
+                }
+                (DataType::Timestamp(unit, tz), Bounds::Int(a, z)) => {
+                    let v = if lo { *a } else { *z };
+                    let t = match unit {
+                        TimeUnit::Nanosecond => chrono::DateTime::from_timestamp(
+                            v.div_euclid(1_000_000_000),
+                            v.rem_euclid(1_000_000_000) as u32,
+                        ),
+                        _ => chrono::DateTime::from_timestamp_micros(v),
+                    }?
+                    .naive_utc();
+                    use chrono::Timelike;
+                    let whole = t.nanosecond() == 0;
+                    let format = match (tz.is_some(), whole) {
+                        (true, true) => "%Y-%m-%dT%H:%M:%SZ",
+                        (true, false) => "%Y-%m-%dT%H:%M:%S%.3fZ",
+                        (false, true) => "%Y-%m-%d %H:%M:%S",
+                        (false, false) => "%Y-%m-%d %H:%M:%S%.3f",
+                    };
+                    Value::from(t.format(format).to_string())
+                }
+                (_, Bounds::Int(a, z)) => Value::from(if lo { *a } else { *z }),
+                (_, Bounds::F32(a, z)) => Value::from(if lo { *a } else { *z }),
+                (_, Bounds::F64(a, z)) => Value::from(if lo { *a } else { *z }),
+                (DataType::Decimal128(p, s), Bounds::Dec(a, z)) => {
+                    decimal_stat(if lo { *a } else { *z }, *p, *s)
+                }
+                (_, Bounds::Bytes(Some((a, z)))) => {
+                    Value::from(String::from_utf8(if lo { a } else { z }.clone()).ok()?)
+                }
+                _ => return None,
+            })
+        };
+        if let (Some(lo), Some(hi)) = (json(true), json(false)) {
+            min.insert(field.name().clone(), lo);
+            max.insert(field.name().clone(), hi);
+        }
+    }
+    let mut stats = Map::new();
+    stats.insert("numRecords".into(), Value::from(rows));
+    stats.insert("minValues".into(), Value::Object(min));
+    stats.insert("maxValues".into(), Value::Object(max));
+    stats.insert("nullCount".into(), Value::Object(null_count));
+    Value::Object(stats)
+}
+
+/// A decimal's statistic as delta-rs writes it: the value as a double (an integer when the
+/// scale is 0), stepped toward zero when rounding gave it more integer digits than allowed.
+fn decimal_stat(unscaled: i128, precision: u8, scale: i8) -> Value {
+    let scale = scale as i32;
+    if scale == 0 && precision <= 18 {
+        return Value::from(unscaled as i64);
+    }
+    let mut v = unscaled as f64 / 10f64.powi(scale);
+    if precision > 18
+        && v.is_normal()
+        && (v.trunc() as i128).to_string().len() > (precision as i32 - scale) as usize
+    {
+        v = f64::from_bits(v.to_bits() - 1);
+    }
+    if scale == 0 {
+        Value::from(v.round() as i64)
+    } else {
+        Value::from(v)
+    }
+}
