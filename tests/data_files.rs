@@ -43,6 +43,9 @@ fn schema() -> SchemaRef {
         Field::new("text", DataType::Utf8, true),
         Field::new("bin", DataType::Binary, true),
         Field::new("never", DataType::Utf8, true),
+        // Distinct values arrive slowly: the first pages of a row group use the dictionary,
+        // the later ones PLAIN once it is full.
+        Field::new("grows", DataType::Utf8, true),
     ]))
 }
 
@@ -134,13 +137,16 @@ fn batch(schema: &SchemaRef, rng: &mut Rng, first: i64, rows: usize) -> RecordBa
             opt!(
                 14,
                 i,
-                format!("{} {}", words[i % words.len()], cols[14][i] % 1000)
+                format!("{} {}", words[i % words.len()], cols[14][i] % 100)
             )
         }))),
         Arc::new(BinaryArray::from_iter((0..rows).map(|i| {
             opt!(15, i, cols[15][i].to_le_bytes()[..i % 9].to_vec())
         }))),
         Arc::new(StringArray::from_iter((0..rows).map(|_| None::<String>))),
+        Arc::new(StringArray::from_iter(
+            (0..rows).map(|i| opt!(16, i, format!("{:024}", (first + i as i64) / 4))),
+        )),
     ];
     RecordBatch::try_new(schema.clone(), columns).unwrap()
 }
@@ -226,6 +232,38 @@ fn every_supported_type_reads_back_exactly_across_row_groups_and_files() {
             f.name()
         );
     }
+    // The pages' encodings, from the first file's first row group: the text column by
+    // dictionary, the column whose dictionary fills up by dictionary and then PLAIN, the
+    // column that is always NULL and the numbers PLAIN.
+    let file = std::fs::File::open(dir.path().join(&adds[0].path)).unwrap();
+    let reader = parquet::file::serialized_reader::SerializedFileReader::new(file).unwrap();
+    let group = parquet::file::reader::FileReader::get_row_group(&reader, 0).unwrap();
+    let encodings = |name: &str| {
+        let i = schema.index_of(name).unwrap();
+        let mut seen = Vec::new();
+        for page in group.get_column_page_reader(i).unwrap() {
+            let page = page.unwrap();
+            if !seen.contains(&(page.page_type(), page.encoding())) {
+                seen.push((page.page_type(), page.encoding()));
+            }
+        }
+        seen
+    };
+    use parquet::basic::{Encoding::*, PageType::*};
+    assert_eq!(
+        encodings("text"),
+        [(DICTIONARY_PAGE, PLAIN), (DATA_PAGE, RLE_DICTIONARY)]
+    );
+    assert_eq!(
+        encodings("grows"),
+        [
+            (DICTIONARY_PAGE, PLAIN),
+            (DATA_PAGE, RLE_DICTIONARY),
+            (DATA_PAGE, PLAIN)
+        ]
+    );
+    assert_eq!(encodings("never"), [(DATA_PAGE, PLAIN)]);
+    assert_eq!(encodings("d38"), [(DATA_PAGE, PLAIN)]);
     let counted: u64 = adds
         .iter()
         .map(|a| stats(a)["numRecords"].as_u64().unwrap())

@@ -15,6 +15,7 @@
 //! footer's key-value metadata as `ArrowWriter` writes it.
 
 use std::collections::HashMap;
+use std::io::Write;
 use std::sync::Arc;
 
 use arrow::array::{Array, ArrayRef, AsArray, BooleanBufferBuilder, RecordBatch};
@@ -28,7 +29,7 @@ use object_store::buffered::BufWriter;
 use object_store::path::Path;
 use object_store::{ObjectStore, ObjectStoreExt};
 use parquet::arrow::{ArrowSchemaConverter, add_encoded_arrow_schema_to_metadata};
-use parquet::basic::{Compression, Encoding, Type as Physical, ZstdLevel};
+use parquet::basic::{Compression, Encoding, LogicalType, Type as Physical, ZstdLevel};
 use parquet::column::page::{CompressedPage, Page, PageWriter};
 use parquet::column::writer::ColumnCloseResult;
 use parquet::data_type::{ByteArray, FixedLenByteArray};
@@ -47,6 +48,10 @@ pub const ROW_GROUP_ROWS: usize = 1 << 17;
 
 /// Values per data page at most.
 pub const PAGE_ROWS: usize = 1 << 14;
+
+/// A text column chunk's dictionary stops growing past this many bytes (the limit
+/// `commit::writer_properties` gives parquet-rs).
+pub const DICT_MAX_BYTES: usize = 128 << 10;
 
 /// Text and binary min/max longer than this are left out of the statistics (a prefix would
 /// do for the minimum, but the maximum would need rounding up).
@@ -114,6 +119,7 @@ impl Bounds {
 /// One column chunk's worth of encoding state, reused from page to page.
 struct Scratch {
     page: Vec<u8>,
+    ids: Vec<u32>,
     zstd: zstd::bulk::Compressor<'static>,
 }
 
@@ -149,6 +155,95 @@ fn put_varint(out: &mut Vec<u8>, mut v: u64) {
         v >>= 7;
     }
     out.push(v as u8);
+}
+
+/// Calls `f` with each non-null value of a text or binary array, in order.
+fn each_text<'a>(a: &'a ArrayRef, mut f: impl FnMut(&'a [u8])) {
+    let (offsets, data) = match a.data_type() {
+        DataType::Utf8 => {
+            let s = a.as_string::<i32>();
+            (s.value_offsets(), s.value_data())
+        }
+        _ => {
+            let b = a.as_binary::<i32>();
+            (b.value_offsets(), b.value_data())
+        }
+    };
+    let mut one = |i: usize| f(&data[offsets[i] as usize..offsets[i + 1] as usize]);
+    match a.nulls().filter(|v| v.null_count() > 0) {
+        None => (0..a.len()).for_each(&mut one),
+        Some(n) => n.valid_indices().for_each(one),
+    }
+}
+
+/// The smallest and largest of the byte strings it is shown.
+#[derive(Default)]
+struct TextBounds<'a>(Option<(&'a [u8], &'a [u8])>);
+
+impl<'a> TextBounds<'a> {
+    fn add(&mut self, v: &'a [u8]) {
+        use std::cmp::Ordering::{Equal, Greater, Less};
+        // The first bytes settle most comparisons without a call to memcmp.
+        self.0 = Some(match self.0 {
+            None => (v, v),
+            Some((lo, hi)) => (
+                match v.first().cmp(&lo.first()) {
+                    Less => v,
+                    Equal if v < lo => v,
+                    _ => lo,
+                },
+                match v.first().cmp(&hi.first()) {
+                    Greater => v,
+                    Equal if v > hi => v,
+                    _ => hi,
+                },
+            ),
+        });
+    }
+}
+
+impl From<TextBounds<'_>> for Bounds {
+    fn from(b: TextBounds<'_>) -> Bounds {
+        match b.0 {
+            None => Bounds::None,
+            Some((lo, hi)) if lo.len() <= STATS_MAX_BYTES && hi.len() <= STATS_MAX_BYTES => {
+                Bounds::Bytes(Some((lo.to_vec(), hi.to_vec())))
+            }
+            Some(_) => Bounds::Bytes(None),
+        }
+    }
+}
+
+/// A text column chunk's dictionary: each distinct value once (PLAIN, as the dictionary
+/// page holds them) and its number. Pages refer to it by number until it passes
+/// [`DICT_MAX_BYTES`]; from then on the chunk's pages are PLAIN (as parquet-rs falls back).
+#[derive(Default)]
+struct Dict {
+    ids: HashMap<Vec<u8>, u32, foldhash::fast::RandomState>,
+    plain: Vec<u8>,
+    full: bool,
+    /// Whether a page refers to it (then the chunk starts with a dictionary page).
+    used: bool,
+}
+
+/// Encodes `ids` (each below 2^`width`) as one bit-packed run of the RLE/bit-packing
+/// hybrid, padded with zeros to a multiple of 8 values.
+fn put_bit_packed(out: &mut Vec<u8>, ids: &[u32], width: u32) {
+    let groups = ids.len().div_ceil(8);
+    put_varint(out, ((groups as u64) << 1) | 1);
+    let (mut acc, mut bits) = (0u64, 0u32);
+    for &id in ids
+        .iter()
+        .chain(std::iter::repeat_n(&0, groups * 8 - ids.len()))
+    {
+        acc |= u64::from(id) << bits;
+        bits += width;
+        while bits >= 8 {
+            out.push(acc as u8);
+            acc >>= 8;
+            bits -= 8;
+        }
+    }
 }
 
 /// Appends the non-null values of `a` PLAIN-encoded as `descr`'s physical type wants them,
@@ -275,49 +370,13 @@ fn put_values(out: &mut Vec<u8>, a: &ArrayRef, descr: &ColumnDescPtr) -> Result<
             }
         }
         (DataType::Utf8 | DataType::Binary, Physical::BYTE_ARRAY) => {
-            let (offsets, data) = match a.data_type() {
-                DataType::Utf8 => {
-                    let s = a.as_string::<i32>();
-                    (s.value_offsets(), s.value_data())
-                }
-                _ => {
-                    let b = a.as_binary::<i32>();
-                    (b.value_offsets(), b.value_data())
-                }
-            };
-            let mut b: Option<(&[u8], &[u8])> = None;
-            let mut put = |i: usize| {
-                let v = &data[offsets[i] as usize..offsets[i + 1] as usize];
+            let mut bounds = TextBounds::default();
+            each_text(a, |v| {
                 out.extend_from_slice(&(v.len() as u32).to_le_bytes());
                 out.extend_from_slice(v);
-                // The first bytes settle most comparisons without a call to memcmp.
-                b = Some(match b {
-                    None => (v, v),
-                    Some((lo, hi)) => (
-                        match v.first().cmp(&lo.first()) {
-                            std::cmp::Ordering::Less => v,
-                            std::cmp::Ordering::Equal if v < lo => v,
-                            _ => lo,
-                        },
-                        match v.first().cmp(&hi.first()) {
-                            std::cmp::Ordering::Greater => v,
-                            std::cmp::Ordering::Equal if v > hi => v,
-                            _ => hi,
-                        },
-                    ),
-                });
-            };
-            match nulls {
-                None => (0..a.len()).for_each(&mut put),
-                Some(n) => n.valid_indices().for_each(put),
-            }
-            match b {
-                None => Bounds::None,
-                Some((lo, hi)) if lo.len() <= STATS_MAX_BYTES && hi.len() <= STATS_MAX_BYTES => {
-                    Bounds::Bytes(Some((lo.to_vec(), hi.to_vec())))
-                }
-                Some(_) => Bounds::Bytes(None),
-            }
+                bounds.add(v);
+            });
+            bounds.into()
         }
         (t, p) => {
             return Err(Error::msg(format!(
@@ -387,10 +446,14 @@ struct Chunk {
     values: u64,
     bounds: Bounds,
     nulls: u64,
+    /// Text columns: the dictionary pages refer to.
+    dict: Option<Dict>,
 }
 
 impl Chunk {
-    fn new() -> Self {
+    fn new(descr: &ColumnDescPtr) -> Self {
+        let text = descr.physical_type() == Physical::BYTE_ARRAY
+            && matches!(descr.logical_type_ref(), Some(LogicalType::String));
         Chunk {
             sink: TrackedWrite::new(Vec::new()),
             compressed: 0,
@@ -398,7 +461,51 @@ impl Chunk {
             values: 0,
             bounds: Bounds::None,
             nulls: 0,
+            dict: text.then(Dict::default),
         }
+    }
+
+    /// Appends the values of `parts` to `page` as numbers into the dictionary (bit width,
+    /// then one bit-packed run); `false` (and `page` as it was) once the dictionary is full.
+    fn put_ids(&mut self, page: &mut Vec<u8>, parts: &[ArrayRef], ids: &mut Vec<u32>) -> bool {
+        let Some(dict) = self.dict.as_mut().filter(|d| !d.full) else {
+            return false;
+        };
+        ids.clear();
+        let mut bounds = TextBounds::default();
+        for a in parts {
+            each_text(a, |v| {
+                if dict.plain.len() > DICT_MAX_BYTES {
+                    return; // this page goes PLAIN
+                }
+                bounds.add(v);
+                let id = match dict.ids.get(v) {
+                    Some(&id) => id,
+                    None => {
+                        let id = dict.ids.len() as u32;
+                        dict.ids.insert(v.to_vec(), id);
+                        dict.plain
+                            .extend_from_slice(&(v.len() as u32).to_le_bytes());
+                        dict.plain.extend_from_slice(v);
+                        id
+                    }
+                };
+                ids.push(id);
+            });
+        }
+        if dict.plain.len() > DICT_MAX_BYTES {
+            dict.full = true;
+            return false;
+        }
+        if ids.is_empty() {
+            return false; // nothing but NULLs: a PLAIN page is only its levels
+        }
+        dict.used = true;
+        let width = (32 - (dict.ids.len().max(2) as u32 - 1).leading_zeros()).max(1);
+        page.push(width as u8);
+        put_bit_packed(page, ids, width);
+        self.bounds.merge(&bounds.into());
+        true
     }
 
     /// Encodes `parts` (in order) as one data page of `descr`'s column, compressed. PLAIN
@@ -424,13 +531,20 @@ impl Chunk {
         if descr.max_def_level() > 0 {
             put_levels(page, parts);
         }
-        if parts.len() > 1 && *parts[0].data_type() == DataType::Boolean {
-            let arrays: Vec<&dyn Array> = parts.iter().map(|a| a.as_ref()).collect();
-            let one = arrow::compute::concat(&arrays)?;
-            self.bounds.merge(&put_values(page, &one, descr)?);
+        let encoding = if self.put_ids(page, parts, &mut scratch.ids) {
+            Encoding::RLE_DICTIONARY
         } else {
-            for a in parts {
-                self.bounds.merge(&put_values(page, a, descr)?);
+            Encoding::PLAIN
+        };
+        if encoding == Encoding::PLAIN {
+            if parts.len() > 1 && *parts[0].data_type() == DataType::Boolean {
+                let arrays: Vec<&dyn Array> = parts.iter().map(|a| a.as_ref()).collect();
+                let one = arrow::compute::concat(&arrays)?;
+                self.bounds.merge(&put_values(page, &one, descr)?);
+            } else {
+                for a in parts {
+                    self.bounds.merge(&put_values(page, a, descr)?);
+                }
             }
         }
         self.nulls += nulls as u64;
@@ -443,7 +557,7 @@ impl Chunk {
             Page::DataPage {
                 buf: Bytes::from(data),
                 num_values: rows as u32,
-                encoding: Encoding::PLAIN,
+                encoding,
                 def_level_encoding: Encoding::RLE,
                 rep_level_encoding: Encoding::RLE,
                 statistics: None,
@@ -455,16 +569,49 @@ impl Chunk {
         Ok(())
     }
 
-    /// The chunk's bytes and what the row group writer needs to splice them.
-    fn finish(self, descr: &ColumnDescPtr) -> Result<(Bytes, ColumnCloseResult)> {
-        let bytes = Bytes::from(self.sink.into_inner()?);
+    /// The chunk's bytes and what the row group writer needs to splice them: the
+    /// dictionary page first (when a page refers to it), then the data pages.
+    fn finish(
+        mut self,
+        descr: &ColumnDescPtr,
+        scratch: &mut Scratch,
+    ) -> Result<(Bytes, ColumnCloseResult)> {
+        let pages = self.sink.into_inner()?;
+        let mut encodings = vec![Encoding::PLAIN, Encoding::RLE];
+        let (bytes, data_offset) = match self.dict.take().filter(|d| d.used) {
+            None => (pages, 0),
+            Some(dict) => {
+                encodings.push(Encoding::RLE_DICTIONARY);
+                let mut sink = TrackedWrite::new(Vec::with_capacity(pages.len() + (64 << 10)));
+                let data = scratch
+                    .zstd
+                    .compress(&dict.plain)
+                    .map_err(|e| Error::msg(format!("zstd: {e}")))?;
+                let spec = SerializedPageWriter::new(&mut sink).write_page(CompressedPage::new(
+                    Page::DictionaryPage {
+                        buf: Bytes::from(data),
+                        num_values: dict.ids.len() as u32,
+                        encoding: Encoding::PLAIN,
+                        is_sorted: false,
+                    },
+                    dict.plain.len(),
+                ))?;
+                self.compressed += spec.compressed_size as i64;
+                self.uncompressed += spec.uncompressed_size as i64;
+                let offset = spec.bytes_written as i64;
+                sink.write_all(&pages)?;
+                (sink.into_inner()?, offset)
+            }
+        };
+        let bytes = Bytes::from(bytes);
         let metadata = ColumnChunkMetaData::builder(descr.clone())
             .set_compression(Compression::ZSTD(ZstdLevel::try_new(ZSTD_LEVEL)?))
-            .set_encodings(vec![Encoding::PLAIN, Encoding::RLE])
+            .set_encodings(encodings)
             .set_num_values(self.values as i64)
             .set_total_compressed_size(self.compressed)
             .set_total_uncompressed_size(self.uncompressed)
-            .set_data_page_offset(0)
+            .set_dictionary_page_offset((data_offset > 0).then_some(0))
+            .set_data_page_offset(data_offset)
             .set_statistics(chunk_statistics(descr, &self.bounds, self.nulls))
             .build()?;
         let close = ColumnCloseResult {
@@ -535,6 +682,7 @@ impl DataFileWriter {
             target_bytes,
             scratch: Scratch {
                 page: Vec::with_capacity(1 << 20),
+                ids: Vec::with_capacity(PAGE_ROWS),
                 zstd: zstd::bulk::Compressor::new(ZSTD_LEVEL)
                     .map_err(|e| Error::msg(format!("zstd: {e}")))?,
             },
@@ -606,15 +754,12 @@ impl DataFileWriter {
         let Some(f) = self.open.as_mut().filter(|f| f.group_rows > 0) else {
             return Ok(());
         };
-        let chunks = std::mem::replace(
-            &mut f.chunks,
-            (0..f.columns.len()).map(|_| Chunk::new()).collect(),
-        );
+        let chunks = std::mem::replace(&mut f.chunks, f.columns.iter().map(Chunk::new).collect());
         let mut rg = f.parquet.next_row_group()?;
         for (i, (descr, chunk)) in f.columns.iter().zip(chunks).enumerate() {
             f.bounds[i].merge(&chunk.bounds);
             f.nulls[i] += chunk.nulls;
-            let (bytes, close) = chunk.finish(descr)?;
+            let (bytes, close) = chunk.finish(descr, &mut self.scratch)?;
             rg.append_column(&bytes, close)?;
         }
         rg.close()?;
@@ -646,7 +791,7 @@ impl DataFileWriter {
                 parquet_schema.root_schema_ptr(),
                 self.properties.clone(),
             )?,
-            chunks: (0..n).map(|_| Chunk::new()).collect(),
+            chunks: columns.iter().map(Chunk::new).collect(),
             columns,
             group_rows: 0,
             bounds: vec![Bounds::None; n],
