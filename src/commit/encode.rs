@@ -10,9 +10,11 @@
 //! partitioned one, keeps delta-rs's writer (`commit::files`).
 //!
 //! What a file holds: row groups of [`ROW_GROUP_ROWS`] rows, data pages (v1) of up to
-//! [`PAGE_ROWS`] values, each column chunk with min/max/null-count statistics in the footer
-//! (text longer than [`STATS_MAX_BYTES`] gets no min/max), and the Arrow schema in the
-//! footer's key-value metadata as `ArrowWriter` writes it.
+//! [`PAGE_ROWS`] values (text by dictionary while the chunk's dictionary stays under
+//! [`DICT_MAX_BYTES`]), each column chunk with min/max/null-count statistics in the footer
+//! (text longer than [`STATS_MAX_BYTES`] gets no min/max) and an offset index (no column
+//! index: pages carry no statistics of their own), and the Arrow schema in the footer's
+//! key-value metadata as `ArrowWriter` writes it.
 
 use std::collections::HashMap;
 use std::io::Write;
@@ -34,6 +36,7 @@ use parquet::column::page::{CompressedPage, Page, PageWriter};
 use parquet::column::writer::ColumnCloseResult;
 use parquet::data_type::{ByteArray, FixedLenByteArray};
 use parquet::file::metadata::ColumnChunkMetaData;
+use parquet::file::page_index::offset_index::{OffsetIndexMetaData, PageLocation};
 use parquet::file::properties::WriterProperties;
 use parquet::file::statistics::Statistics;
 use parquet::file::writer::{SerializedFileWriter, SerializedPageWriter, TrackedWrite};
@@ -448,6 +451,9 @@ struct Chunk {
     nulls: u64,
     /// Text columns: the dictionary pages refer to.
     dict: Option<Dict>,
+    /// Where each data page starts in the chunk's data pages, and its first row: the
+    /// offset index readers use to fetch only the pages they need.
+    locations: Vec<PageLocation>,
 }
 
 impl Chunk {
@@ -462,6 +468,7 @@ impl Chunk {
             bounds: Bounds::None,
             nulls: 0,
             dict: text.then(Dict::default),
+            locations: Vec::new(),
         }
     }
 
@@ -547,8 +554,6 @@ impl Chunk {
                 }
             }
         }
-        self.nulls += nulls as u64;
-        self.values += rows as u64;
         let data = scratch
             .zstd
             .compress(page)
@@ -564,8 +569,15 @@ impl Chunk {
             },
             page.len(),
         ))?;
+        self.locations.push(PageLocation {
+            offset: spec.offset as i64,
+            compressed_page_size: spec.compressed_size as i32,
+            first_row_index: self.values as i64,
+        });
         self.compressed += spec.compressed_size as i64;
         self.uncompressed += spec.uncompressed_size as i64;
+        self.nulls += nulls as u64;
+        self.values += rows as u64;
         Ok(())
     }
 
@@ -620,7 +632,17 @@ impl Chunk {
             metadata,
             bloom_filter: None,
             column_index: None,
-            offset_index: None,
+            offset_index: Some(OffsetIndexMetaData {
+                page_locations: self
+                    .locations
+                    .into_iter()
+                    .map(|l| PageLocation {
+                        offset: l.offset + data_offset,
+                        ..l
+                    })
+                    .collect(),
+                unencoded_byte_array_data_bytes: None,
+            }),
         };
         Ok((bytes, close))
     }
