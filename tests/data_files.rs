@@ -239,6 +239,15 @@ fn every_supported_type_reads_back_exactly_across_row_groups_and_files() {
     // column that is always NULL and the numbers PLAIN.
     let file = std::fs::File::open(dir.path().join(&adds[0].path)).unwrap();
     let reader = parquet::file::serialized_reader::SerializedFileReader::new(file).unwrap();
+    // In the form parquet-mr parses (`APP version V (build B)`), or Spark ignores the text
+    // and decimal statistics.
+    let created_by = parquet::file::reader::FileReader::metadata(&reader)
+        .file_metadata()
+        .created_by()
+        .unwrap()
+        .to_string();
+    let form = regex::Regex::new(r"^\S+ version [^(]*?\s*\(build [^)]*\)$").unwrap();
+    assert!(form.is_match(&created_by), "{created_by}");
     let group = parquet::file::reader::FileReader::get_row_group(&reader, 0).unwrap();
     let encodings = |name: &str| {
         let i = schema.index_of(name).unwrap();

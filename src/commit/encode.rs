@@ -122,8 +122,35 @@ impl Bounds {
 /// One column chunk's worth of encoding state, reused from page to page.
 struct Scratch {
     page: Vec<u8>,
+    /// A page compressed, before it is copied out at its size.
+    packed: Vec<u8>,
     ids: Vec<u32>,
     zstd: zstd::bulk::Compressor<'static>,
+}
+
+/// What [`Scratch::compress`] compresses.
+enum Which<'a> {
+    /// The page encoded in `Scratch::page`.
+    Page,
+    Dictionary(&'a [u8]),
+}
+
+impl Scratch {
+    /// Compresses into the reused buffer, then copies out only the compressed bytes: a
+    /// fresh buffer the size of each page would be mapped and zeroed anew every time.
+    fn compress(&mut self, which: Which<'_>) -> Result<Bytes> {
+        let input = match which {
+            Which::Page => &self.page[..],
+            Which::Dictionary(d) => d,
+        };
+        self.packed.clear();
+        self.packed
+            .reserve(zstd::zstd_safe::compress_bound(input.len()));
+        self.zstd
+            .compress_to_buffer(input, &mut self.packed)
+            .map_err(|e| Error::msg(format!("zstd: {e}")))?;
+        Ok(Bytes::copy_from_slice(&self.packed))
+    }
 }
 
 /// Writes the definition levels of `parts` (one page, bit width 1) as a v1 page wants them:
@@ -457,11 +484,13 @@ struct Chunk {
 }
 
 impl Chunk {
-    fn new(descr: &ColumnDescPtr) -> Self {
+    /// A chunk of `descr`'s column, its buffer reserved for `hint` bytes (what the
+    /// previous row group's chunk took).
+    fn new(descr: &ColumnDescPtr, hint: usize) -> Self {
         let text = descr.physical_type() == Physical::BYTE_ARRAY
             && matches!(descr.logical_type_ref(), Some(LogicalType::String));
         Chunk {
-            sink: TrackedWrite::new(Vec::new()),
+            sink: TrackedWrite::new(Vec::with_capacity(hint + hint / 8)),
             compressed: 0,
             uncompressed: 0,
             values: 0,
@@ -554,20 +583,18 @@ impl Chunk {
                 }
             }
         }
-        let data = scratch
-            .zstd
-            .compress(page)
-            .map_err(|e| Error::msg(format!("zstd: {e}")))?;
+        let size = page.len();
+        let data = scratch.compress(Which::Page)?;
         let spec = SerializedPageWriter::new(&mut self.sink).write_page(CompressedPage::new(
             Page::DataPage {
-                buf: Bytes::from(data),
+                buf: data,
                 num_values: rows as u32,
                 encoding,
                 def_level_encoding: Encoding::RLE,
                 rep_level_encoding: Encoding::RLE,
                 statistics: None,
             },
-            page.len(),
+            size,
         ))?;
         self.locations.push(PageLocation {
             offset: spec.offset as i64,
@@ -595,13 +622,10 @@ impl Chunk {
             Some(dict) => {
                 encodings.push(Encoding::RLE_DICTIONARY);
                 let mut sink = TrackedWrite::new(Vec::with_capacity(pages.len() + (64 << 10)));
-                let data = scratch
-                    .zstd
-                    .compress(&dict.plain)
-                    .map_err(|e| Error::msg(format!("zstd: {e}")))?;
+                let data = scratch.compress(Which::Dictionary(&dict.plain))?;
                 let spec = SerializedPageWriter::new(&mut sink).write_page(CompressedPage::new(
                     Page::DictionaryPage {
-                        buf: Bytes::from(data),
+                        buf: data,
                         num_values: dict.ids.len() as u32,
                         encoding: Encoding::PLAIN,
                         is_sorted: false,
@@ -689,9 +713,11 @@ impl DataFileWriter {
         indexed: usize,
         target_bytes: u64,
     ) -> Result<Self> {
+        // `APP version V (build B)`: the form parquet-mr (Spark) parses; a `created_by` it
+        // cannot parse makes it ignore the text and decimal statistics.
         let mut properties = WriterProperties::builder()
             .set_created_by(format!(
-                "hvrlake version {} (parquet-rs)",
+                "hvrlake version {} (build parquet-rs)",
                 env!("CARGO_PKG_VERSION")
             ))
             .build();
@@ -704,6 +730,7 @@ impl DataFileWriter {
             target_bytes,
             scratch: Scratch {
                 page: Vec::with_capacity(1 << 20),
+                packed: Vec::with_capacity(1 << 20),
                 ids: Vec::with_capacity(PAGE_ROWS),
                 zstd: zstd::bulk::Compressor::new(ZSTD_LEVEL)
                     .map_err(|e| Error::msg(format!("zstd: {e}")))?,
@@ -776,18 +803,28 @@ impl DataFileWriter {
         let Some(f) = self.open.as_mut().filter(|f| f.group_rows > 0) else {
             return Ok(());
         };
-        let chunks = std::mem::replace(&mut f.chunks, f.columns.iter().map(Chunk::new).collect());
+        let chunks = std::mem::take(&mut f.chunks);
+        let mut hints = Vec::with_capacity(chunks.len());
         let mut rg = f.parquet.next_row_group()?;
         for (i, (descr, chunk)) in f.columns.iter().zip(chunks).enumerate() {
             f.bounds[i].merge(&chunk.bounds);
             f.nulls[i] += chunk.nulls;
             let (bytes, close) = chunk.finish(descr, &mut self.scratch)?;
+            hints.push(bytes.len());
             rg.append_column(&bytes, close)?;
         }
         rg.close()?;
+        f.chunks = f
+            .columns
+            .iter()
+            .zip(hints)
+            .map(|(d, hint)| Chunk::new(d, hint))
+            .collect();
         f.rows += f.group_rows as u64;
         f.group_rows = 0;
-        let out = std::mem::take(f.parquet.inner_mut());
+        // The next row group will be about as large: its buffer is reserved at once.
+        let n = f.parquet.inner_mut().len();
+        let out = std::mem::replace(f.parquet.inner_mut(), Vec::with_capacity(n + n / 8));
         f.bytes += out.len() as u64;
         f.upload.put(Bytes::from(out)).await?;
         if f.bytes >= self.target_bytes {
@@ -813,7 +850,7 @@ impl DataFileWriter {
                 parquet_schema.root_schema_ptr(),
                 self.properties.clone(),
             )?,
-            chunks: columns.iter().map(Chunk::new).collect(),
+            chunks: columns.iter().map(|d| Chunk::new(d, 0)).collect(),
             columns,
             group_rows: 0,
             bounds: vec![Bounds::None; n],
