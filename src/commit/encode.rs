@@ -757,13 +757,23 @@ impl DataFileWriter {
     }
 
     /// Writes what is waiting and finishes the open file; returns an `Add` for every file.
+    /// On failure the files it wrote are deleted.
     pub async fn close(mut self) -> Result<Vec<Add>> {
+        match self.finish().await {
+            Ok(()) => Ok(self.done),
+            Err(e) => {
+                self.abort().await;
+                Err(e)
+            }
+        }
+    }
+
+    async fn finish(&mut self) -> Result<()> {
         while self.pending_rows > 0 {
             self.page(self.pending_rows.min(PAGE_ROWS)).await?;
         }
         self.end_group().await?;
-        self.finish_file().await?;
-        Ok(self.done)
+        self.finish_file().await
     }
 
     /// Abandons the open file's upload and deletes the files finished so far.
