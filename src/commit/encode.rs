@@ -514,10 +514,12 @@ impl Chunk {
                 if dict.plain.len() > DICT_MAX_BYTES {
                     return; // this page goes PLAIN
                 }
-                bounds.add(v);
                 let id = match dict.ids.get(v) {
                     Some(&id) => id,
                     None => {
+                        // A value seen before is inside the bounds already: only new ones
+                        // can move them.
+                        bounds.add(v);
                         let id = dict.ids.len() as u32;
                         dict.ids.insert(v.to_vec(), id);
                         dict.plain
