@@ -723,14 +723,15 @@ fn field(piece: &[u8], t: Tok) -> Cow<'_, [u8]> {
 #[cold]
 #[inline(never)]
 fn unescape(piece: &[u8], t: Tok) -> Vec<u8> {
-    let v = &piece[(t.start & OFFSET) as usize..t.end as usize];
+    let mut v = &piece[(t.start & OFFSET) as usize..t.end as usize];
     let q = piece[(t.start & OFFSET) as usize - 1];
     let mut out = Vec::with_capacity(v.len());
-    let mut i = 0;
-    while i < v.len() {
-        out.push(v[i]);
-        i += if v[i] == q { 2 } else { 1 };
+    // Runs between quotes are copied whole; each doubled quote leaves one.
+    while let Some(i) = memchr::memchr(q, v) {
+        out.extend_from_slice(&v[..=i]);
+        v = v.get(i + 2..).unwrap_or_default();
     }
+    out.extend_from_slice(v);
     out
 }
 
