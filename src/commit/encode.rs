@@ -40,7 +40,7 @@ use parquet::file::page_index::offset_index::{OffsetIndexMetaData, PageLocation}
 use parquet::file::properties::WriterProperties;
 use parquet::file::statistics::Statistics;
 use parquet::file::writer::{SerializedFileWriter, SerializedPageWriter, TrackedWrite};
-use parquet::schema::types::ColumnDescPtr;
+use parquet::schema::types::{ColumnDescPtr, SchemaDescriptor};
 use serde_json::{Map, Value};
 use tokio::io::AsyncWriteExt;
 
@@ -100,6 +100,15 @@ enum Bounds {
 }
 
 impl Bounds {
+    /// The bounds of an integer or decimal column (decimals unscaled).
+    fn ints(&self) -> Option<(i128, i128)> {
+        match *self {
+            Bounds::Int(lo, hi) => Some((lo.into(), hi.into())),
+            Bounds::Dec(lo, hi) => Some((lo, hi)),
+            _ => None,
+        }
+    }
+
     fn merge(&mut self, other: &Bounds) {
         use Bounds::*;
         *self = match (&*self, other) {
@@ -128,29 +137,18 @@ struct Scratch {
     zstd: zstd::bulk::Compressor<'static>,
 }
 
-/// What [`Scratch::compress`] compresses.
-enum Which<'a> {
-    /// The page encoded in `Scratch::page`.
-    Page,
-    Dictionary(&'a [u8]),
-}
-
-impl Scratch {
-    /// Compresses into the reused buffer, then copies out only the compressed bytes: a
-    /// fresh buffer the size of each page would be mapped and zeroed anew every time.
-    fn compress(&mut self, which: Which<'_>) -> Result<Bytes> {
-        let input = match which {
-            Which::Page => &self.page[..],
-            Which::Dictionary(d) => d,
-        };
-        self.packed.clear();
-        self.packed
-            .reserve(zstd::zstd_safe::compress_bound(input.len()));
-        self.zstd
-            .compress_to_buffer(input, &mut self.packed)
-            .map_err(|e| Error::msg(format!("zstd: {e}")))?;
-        Ok(Bytes::copy_from_slice(&self.packed))
-    }
+/// Compresses `input` into `packed` (reused), then copies out only the compressed bytes: a
+/// fresh buffer the size of each page would be mapped and zeroed anew every time.
+fn compress(
+    zstd: &mut zstd::bulk::Compressor<'static>,
+    packed: &mut Vec<u8>,
+    input: &[u8],
+) -> Result<Bytes> {
+    packed.clear();
+    packed.reserve(zstd::zstd_safe::compress_bound(input.len()));
+    zstd.compress_to_buffer(input, packed)
+        .map_err(|e| Error::msg(format!("zstd: {e}")))?;
+    Ok(Bytes::copy_from_slice(packed))
 }
 
 /// Writes the definition levels of `parts` (one page, bit width 1) as a v1 page wants them:
@@ -425,20 +423,14 @@ fn chunk_statistics(descr: &ColumnDescPtr, bounds: &Bounds, nulls: u64) -> Stati
             Statistics::boolean(Some(*lo), Some(*hi), None, n, false)
         }
         (Physical::BOOLEAN, _) => Statistics::boolean(None, None, None, n, false),
-        (Physical::INT32, Bounds::Int(lo, hi)) => {
-            Statistics::int32(Some(*lo as i32), Some(*hi as i32), None, n, false)
+        (Physical::INT32, b) => {
+            let (lo, hi) = b.ints().unzip();
+            Statistics::int32(lo.map(|x| x as i32), hi.map(|x| x as i32), None, n, false)
         }
-        (Physical::INT32, Bounds::Dec(lo, hi)) => {
-            Statistics::int32(Some(*lo as i32), Some(*hi as i32), None, n, false)
+        (Physical::INT64, b) => {
+            let (lo, hi) = b.ints().unzip();
+            Statistics::int64(lo.map(|x| x as i64), hi.map(|x| x as i64), None, n, false)
         }
-        (Physical::INT32, _) => Statistics::int32(None, None, None, n, false),
-        (Physical::INT64, Bounds::Int(lo, hi)) => {
-            Statistics::int64(Some(*lo), Some(*hi), None, n, false)
-        }
-        (Physical::INT64, Bounds::Dec(lo, hi)) => {
-            Statistics::int64(Some(*lo as i64), Some(*hi as i64), None, n, false)
-        }
-        (Physical::INT64, _) => Statistics::int64(None, None, None, n, false),
         (Physical::FLOAT, Bounds::F32(lo, hi)) => {
             Statistics::float(Some(*lo), Some(*hi), None, n, false)
         }
@@ -586,7 +578,7 @@ impl Chunk {
             }
         }
         let size = page.len();
-        let data = scratch.compress(Which::Page)?;
+        let data = compress(&mut scratch.zstd, &mut scratch.packed, &scratch.page)?;
         let spec = SerializedPageWriter::new(&mut self.sink).write_page(CompressedPage::new(
             Page::DataPage {
                 buf: data,
@@ -624,7 +616,7 @@ impl Chunk {
             Some(dict) => {
                 encodings.push(Encoding::RLE_DICTIONARY);
                 let mut sink = TrackedWrite::new(Vec::with_capacity(pages.len() + (64 << 10)));
-                let data = scratch.compress(Which::Dictionary(&dict.plain))?;
+                let data = compress(&mut scratch.zstd, &mut scratch.packed, &dict.plain)?;
                 let spec = SerializedPageWriter::new(&mut sink).write_page(CompressedPage::new(
                     Page::DictionaryPage {
                         buf: data,
@@ -680,7 +672,6 @@ struct OpenFile {
     name: String,
     upload: BufWriter,
     parquet: SerializedFileWriter<Vec<u8>>,
-    columns: Vec<ColumnDescPtr>,
     chunks: Vec<Chunk>,
     group_rows: usize,
     bounds: Vec<Bounds>,
@@ -696,6 +687,9 @@ struct OpenFile {
 pub struct DataFileWriter {
     store: Arc<dyn ObjectStore>,
     schema: SchemaRef,
+    /// `schema` as Parquet's, converted once, and its columns.
+    parquet_schema: SchemaDescriptor,
+    columns: Vec<ColumnDescPtr>,
     properties: Arc<WriterProperties>,
     indexed: usize,
     target_bytes: u64,
@@ -724,9 +718,12 @@ impl DataFileWriter {
             ))
             .build();
         add_encoded_arrow_schema_to_metadata(&schema, &mut properties);
+        let parquet_schema = ArrowSchemaConverter::new().convert(&schema)?;
         Ok(DataFileWriter {
             store,
             schema,
+            columns: parquet_schema.columns().to_vec(),
+            parquet_schema,
             properties: Arc::new(properties),
             indexed,
             target_bytes,
@@ -798,7 +795,7 @@ impl DataFileWriter {
         let rows = rows.min(ROW_GROUP_ROWS - f.group_rows);
         let parts = take(&mut self.pending, rows);
         self.pending_rows -= rows;
-        for (i, (descr, chunk)) in f.columns.iter().zip(&mut f.chunks).enumerate() {
+        for (i, (descr, chunk)) in self.columns.iter().zip(&mut f.chunks).enumerate() {
             let arrays: Vec<ArrayRef> = parts.iter().map(|b| b.column(i).clone()).collect();
             chunk.page(descr, &arrays, &mut self.scratch)?;
         }
@@ -818,7 +815,7 @@ impl DataFileWriter {
         let chunks = std::mem::take(&mut f.chunks);
         let mut hints = Vec::with_capacity(chunks.len());
         let mut rg = f.parquet.next_row_group()?;
-        for (i, (descr, chunk)) in f.columns.iter().zip(chunks).enumerate() {
+        for (i, (descr, chunk)) in self.columns.iter().zip(chunks).enumerate() {
             f.bounds[i].merge(&chunk.bounds);
             f.nulls[i] += chunk.nulls;
             let (bytes, close) = chunk.finish(descr, &mut self.scratch)?;
@@ -826,7 +823,7 @@ impl DataFileWriter {
             rg.append_column(&bytes, close)?;
         }
         rg.close()?;
-        f.chunks = f
+        f.chunks = self
             .columns
             .iter()
             .zip(hints)
@@ -846,24 +843,21 @@ impl DataFileWriter {
     }
 
     fn start_file(&self) -> Result<OpenFile> {
-        let parquet_schema = ArrowSchemaConverter::new().convert(&self.schema)?;
         let name = format!(
             "part-{:05}-{}-c000.zstd.parquet",
             self.done.len(),
             uuid::Uuid::new_v4()
         );
-        let columns = parquet_schema.columns().to_vec();
-        let n = columns.len();
+        let n = self.columns.len();
         Ok(OpenFile {
             upload: BufWriter::new(self.store.clone(), Path::from(name.as_str())),
             name,
             parquet: SerializedFileWriter::new(
                 Vec::new(),
-                parquet_schema.root_schema_ptr(),
+                self.parquet_schema.root_schema_ptr(),
                 self.properties.clone(),
             )?,
-            chunks: columns.iter().map(|d| Chunk::new(d, 0)).collect(),
-            columns,
+            chunks: self.columns.iter().map(|d| Chunk::new(d, 0)).collect(),
             group_rows: 0,
             bounds: vec![Bounds::None; n],
             nulls: vec![0; n],
