@@ -1089,9 +1089,8 @@ impl<'n> Column<'n> {
             }};
         }
         match &mut self.b {
-            Builder::Int64(b) => build!(b, |v| (!strict || types::keeps_int(v))
-                .then(|| types::parse_i64(v))
-                .flatten()),
+            Builder::Int64(b) if strict => build!(b, types::parse_i64_kept),
+            Builder::Int64(b) => build!(b, types::parse_i64),
             Builder::Int32(b) => build!(b, |v| types::parse_i64(v)
                 .and_then(|x| i32::try_from(x).ok())),
             Builder::Int16(b) => build!(b, |v| types::parse_i64(v)
@@ -1110,9 +1109,11 @@ impl<'n> Column<'n> {
                 let DataType::Decimal128(p, s) = *ty else {
                     unreachable!("a decimal builder for {ty}")
                 };
-                build!(b, |v| (!strict || types::keeps_decimal(v, s))
-                    .then(|| types::parse_decimal(v, p, s))
-                    .flatten())
+                if strict {
+                    build!(b, |v| types::parse_decimal_kept(v, p, s))
+                } else {
+                    build!(b, |v| types::parse_decimal(v, p, s))
+                }
             }
             Builder::Micros(b, days) => build!(b, |v| days.timestamp_micros(v)),
             Builder::Nanos(b, days) => build!(b, |v| days

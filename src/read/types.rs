@@ -320,28 +320,8 @@ fn decimal_shape(v: &[u8]) -> Option<(u8, u8)> {
 
 /// Parses a decimal integer.
 pub fn parse_i64(v: &[u8]) -> Option<i64> {
-    let (neg, d) = match v.first()? {
-        b'-' => (true, &v[1..]),
-        b'+' => (false, &v[1..]),
-        _ => (false, v),
-    };
-    if d.is_empty() || d.len() > 19 {
-        return None;
-    }
-    let mut n: i64 = 0;
-    for &b in d {
-        let x = b.wrapping_sub(b'0');
-        if x > 9 {
-            return None;
-        }
-        n = n.checked_mul(10)?;
-        n = if neg {
-            n.checked_sub(x as i64)?
-        } else {
-            n.checked_add(x as i64)?
-        };
-    }
-    Some(n)
+    let (neg, d) = unsigned(v);
+    signed(neg, digits_u64(d)?)
 }
 
 /// Parses a decimal literal (also `1e3` forms) into an integer scaled by `scale`; `None`
@@ -472,6 +452,114 @@ fn short_decimal(d: &[u8], precision: u8, scale: i8) -> Option<i128> {
     (n < POW10[precision as usize]).then_some(n)
 }
 
+/// `v` without its sign, and whether it was `-`.
+#[inline(always)]
+fn unsigned(v: &[u8]) -> (bool, &[u8]) {
+    match v.first() {
+        Some(b'-') => (true, &v[1..]),
+        Some(b'+') => (false, &v[1..]),
+        _ => (false, v),
+    }
+}
+
+/// A one in every byte lane of a u64: eight bytes of text compared at once.
+const ONES: u64 = 0x0101_0101_0101_0101;
+
+/// Eight ASCII digits (the first in the low byte, as loaded from text) as their number;
+/// None unless all eight are digits.
+#[inline(always)]
+fn eight_digits(chunk: u64) -> Option<u64> {
+    eight_digits_xored(chunk ^ (ONES * b'0' as u64))
+}
+
+/// [`eight_digits`] of lanes already XORed with `'0'` (a digit lane holds its value).
+#[inline(always)]
+fn eight_digits_xored(t: u64) -> Option<u64> {
+    // A lane is a digit when it is at most 9 after the XOR: adding 0x76 sets its top bit
+    // otherwise (or the lane had it already).
+    if (t.wrapping_add(ONES * 0x76) | t) & (ONES * 0x80) != 0 {
+        return None;
+    }
+    let t = (t * 10 + (t >> 8)) & 0x00FF_00FF_00FF_00FF;
+    let t = (t * 100 + (t >> 16)) & 0x0000_FFFF_0000_FFFF;
+    Some((t * 10_000 + (t >> 32)) & 0xFFFF_FFFF)
+}
+
+/// 1 to 19 ASCII digits (19 always fit a u64) as their number; None for anything else.
+#[inline(always)]
+fn digits_u64(d: &[u8]) -> Option<u64> {
+    if d.is_empty() || d.len() > 19 {
+        return None;
+    }
+    let mut n = 0u64;
+    let mut rest = d;
+    while let Some((head, tail)) = rest.split_first_chunk::<8>() {
+        n = n * 100_000_000 + eight_digits(u64::from_le_bytes(*head))?;
+        rest = tail;
+    }
+    let mut bad = false;
+    for &b in rest {
+        let x = b.wrapping_sub(b'0');
+        bad |= x > 9;
+        n = n.wrapping_mul(10).wrapping_add(x as u64);
+    }
+    (!bad).then_some(n)
+}
+
+/// `n` with its sign, when it fits an i64.
+#[inline(always)]
+fn signed(neg: bool, n: u64) -> Option<i64> {
+    if neg {
+        (n <= 1 << 63).then(|| (n as i64).wrapping_neg())
+    } else {
+        i64::try_from(n).ok()
+    }
+}
+
+/// [`parse_i64`] for a value that must also keep a column inferred `bigint` at `bigint`
+/// ([`keeps_int`]): both in one pass.
+#[inline]
+pub fn parse_i64_kept(v: &[u8]) -> Option<i64> {
+    let (neg, d) = unsigned(v);
+    if d.len() > 1 && d[0] == b'0' {
+        return None;
+    }
+    signed(neg, digits_u64(d)?)
+}
+
+/// [`parse_decimal`] for a value that must also keep a column inferred `decimal(38, scale)`
+/// at that type ([`keeps_decimal`]): both in one pass for up to 18 digits.
+#[inline]
+pub fn parse_decimal_kept(v: &[u8], precision: u8, scale: i8) -> Option<i128> {
+    let (neg, d) = unsigned(v);
+    if d.len() <= 19 && (0..=38).contains(&scale) && precision <= 38 {
+        let (int, frac) = match d.iter().position(|&b| b == b'.') {
+            Some(p) => (&d[..p], Some(&d[p + 1..])),
+            None => (d, None),
+        };
+        let i = digits_u64(int)?;
+        if int.len() > 1 && int[0] == b'0' {
+            return None;
+        }
+        let (f, flen) = match frac {
+            Some(f) => (digits_u64(f)?, f.len()),
+            None => (0, 0),
+        };
+        let int_digits = if int == b"0" { 0 } else { int.len() };
+        if flen > scale as usize || int_digits + scale as usize > 38 {
+            return None;
+        }
+        if int.len() + flen <= 18 {
+            let n = (i * POW10[flen] as u64 + f) as i128 * POW10[scale as usize - flen];
+            return (n < POW10[precision as usize]).then_some(if neg { -n } else { n });
+        }
+        return parse_decimal(v, precision, scale);
+    }
+    keeps_decimal(v, scale)
+        .then(|| parse_decimal(v, precision, scale))
+        .flatten()
+}
+
 /// Parses `true/false/1/0/t/f/y/n/yes/no`, any case.
 pub fn parse_bool(v: &[u8]) -> Option<bool> {
     // The spellings a database writes, before the case-insensitive list.
@@ -570,18 +658,99 @@ impl Days {
     #[inline]
     pub fn date(&mut self, v: &[u8]) -> Option<i32> {
         let (y, m, d) = date_parts(v)?;
+        Some(self.month_start(y, m) + d as i32 - 1)
+    }
+
+    /// Days since the epoch of the first of month `m` (1 to 12) of year `y`.
+    #[inline(always)]
+    fn month_start(&mut self, y: i64, m: u32) -> i32 {
         if y != self.year {
             for (mm, start) in self.month_starts.iter_mut().enumerate().skip(1) {
                 *start = days_from_civil(y, mm as u32, 1) as i32;
             }
             self.year = y;
         }
-        Some(self.month_starts[m as usize] + d as i32 - 1)
+        self.month_starts[m as usize]
     }
 
     #[inline]
     pub fn timestamp_micros(&mut self, v: &[u8]) -> Option<i64> {
+        if let Some(t) = self.usual_timestamp(v) {
+            return Some(t);
+        }
         timestamp_micros(v, |d| self.date(d))
+    }
+
+    /// [`Days::timestamp_micros`] of the usual `YYYY-MM-DD HH:MM:SS[.ffffff]` (a space or a
+    /// `T`, no zone, up to six fraction digits), its digits checked eight at a time; None for
+    /// any other text, valid or not, which the general parser then takes.
+    #[inline(always)]
+    fn usual_timestamp(&mut self, v: &[u8]) -> Option<i64> {
+        let (Some(a), Some(b)) = (v.first_chunk::<8>(), v.get(8..16)) else {
+            return None;
+        };
+        if v.len() < 19 || v.len() == 20 || v.len() > 26 {
+            return None;
+        }
+        let a = u64::from_le_bytes(*a) ^ (ONES * b'0' as u64);
+        let b = u64::from_le_bytes(b.try_into().ok()?) ^ (ONES * b'0' as u64);
+        // "YYYY-MM-" and "DD HH:MM" after the XOR: digits in the lanes of DIGITS_A and
+        // DIGITS_B, and '-' ^ '0' (0x1d), ' ' or 'T' ^ '0' (0x10, 0x64), ':' ^ '0' (0x0a) in the others.
+        const DIGITS_A: u64 = 0x00FF_FF00_FFFF_FFFF;
+        const DIGITS_B: u64 = 0xFFFF_00FF_FF00_FFFF;
+        const SEPS_A: u64 = (0x1D << 56) | (0x1D << 32);
+        let sep_b = b & !DIGITS_B;
+        if a & !DIGITS_A != SEPS_A
+            || (sep_b != (0x0A << 40) | (0x10 << 16) && sep_b != (0x0A << 40) | (0x64 << 16))
+        {
+            return None;
+        }
+        let (a, b) = (a & DIGITS_A, b & DIGITS_B);
+        if (a.wrapping_add(ONES * 0x76) | a | b.wrapping_add(ONES * 0x76) | b) & (ONES * 0x80) != 0 {
+            return None;
+        }
+        // Each lane: ten times its digit plus the next lane's.
+        let (a, b) = (a * 10 + (a >> 8), b * 10 + (b >> 8));
+        let lane = |x: u64, i: u32| (x >> (8 * i)) as u32 & 0xFF;
+        let (y, m, d) = (lane(a, 0) * 100 + lane(a, 2), lane(a, 5), lane(b, 0));
+        let (h, mi) = (lane(b, 3), lane(b, 6));
+        let (s1, s0) = (v[17].wrapping_sub(b'0'), v[18].wrapping_sub(b'0'));
+        if v[16] != b':' || s1 > 9 || s0 > 9 {
+            return None;
+        }
+        let s = s1 as u32 * 10 + s0 as u32;
+        if !(1..=12).contains(&m) || d == 0 || h > 23 || mi > 59 || s > 60 {
+            return None;
+        }
+        let y = y as i64;
+        if d > 28 && d > days_in_month(y, m) {
+            return None;
+        }
+        let mut micros = 0u32;
+        if v.len() == 26 {
+            let c = u64::from_le_bytes(v[18..26].try_into().ok()?) ^ (ONES * b'0' as u64);
+            if c & 0xFF00 != 0x1E00 {
+                return None;
+            }
+            micros = eight_digits_xored(c & !0xFFFF)? as u32;
+        } else if v.len() > 19 {
+            if v[19] != b'.' {
+                return None;
+            }
+            let frac = &v[20..];
+            let mut bad = false;
+            for &c in frac {
+                let x = c.wrapping_sub(b'0');
+                bad |= x > 9;
+                micros = micros.wrapping_mul(10).wrapping_add(x as u32);
+            }
+            if bad {
+                return None;
+            }
+            micros *= [1, 100_000, 10_000, 1_000, 100, 10, 1][frac.len()];
+        }
+        let days = (self.month_start(y, m) + d as i32 - 1) as i64;
+        Some(((days * 24 + h as i64) * 60 + mi as i64) * 60_000_000 + s as i64 * 1_000_000 + micros as i64)
     }
 }
 
@@ -701,6 +870,80 @@ mod tests {
         assert_eq!(parse_date(b"1970-01-01"), Some(0));
         assert_eq!(days.date(b"2000-03-01"), Some(11017));
         assert_eq!(days.date(b"2000-02-30"), None);
+    }
+
+    /// Text for the fused parsers to disagree on: short runs of digits, signs, dots and
+    /// other bytes, and timestamps with one byte replaced or cut.
+    fn mutated(seed: &mut u64, templates: &[&str]) -> String {
+        let mut next = || {
+            *seed ^= *seed << 13;
+            *seed ^= *seed >> 7;
+            *seed ^= *seed << 17;
+            *seed
+        };
+        let t = templates[next() as usize % templates.len()].as_bytes();
+        let mut v = t.to_vec();
+        for _ in 0..next() % 3 {
+            match next() % 4 {
+                0 if !v.is_empty() => {
+                    let i = next() as usize % v.len();
+                    v[i] = b"0123456789-+.: TZe/"[next() as usize % 19];
+                }
+                1 if !v.is_empty() => v.truncate(next() as usize % v.len()),
+                2 => v.push(b"0123456789.Z"[next() as usize % 12]),
+                _ => {
+                    let i = next() as usize % (v.len() + 1);
+                    v.insert(i, b"0123456789"[next() as usize % 10]);
+                }
+            }
+        }
+        String::from_utf8(v).expect("ASCII")
+    }
+
+    #[test]
+    fn one_pass_parsers_agree_with_the_two_step_rules() {
+        let reference_i64 = |v: &[u8]| {
+            let d = v.strip_prefix(b"-").or_else(|| v.strip_prefix(b"+")).unwrap_or(v);
+            (!d.is_empty() && d.len() <= 19 && d.iter().all(u8::is_ascii_digit))
+                .then(|| std::str::from_utf8(v).ok()?.parse::<i64>().ok())
+                .flatten()
+        };
+        let numbers = [
+            "0", "7", "-0", "+12", "007", "123456", "1234567", "12345678", "123456789",
+            "9223372036854775807", "-9223372036854775808", "9223372036854775808",
+            "18446744073709551615", "99999999999999999999", "92601.45", "-262.00", "0.5",
+            "00.5", "1.", ".5", "123456789012345678.9", "12345678901234567.89",
+        ];
+        let stamps = [
+            "2026-04-20 12:25:45.636943", "2024-02-29T23:59:60.1", "2023-02-29 00:00:00",
+            "2026-12-31 23:59:59", "0000-01-01 00:00:00.000001", "2026-07-21 22:12:58.000585Z",
+            "2026-06-17 12:27:02.39885200",
+        ];
+        let mut seed = 0x9E37_79B9_7F4A_7C15u64;
+        let (mut ints, mut decimals, mut times) = (0, 0, 0);
+        let mut days = Days::default();
+        for _ in 0..200_000 {
+            let v = mutated(&mut seed, &numbers);
+            let v = v.as_bytes();
+            assert_eq!(parse_i64(v), reference_i64(v), "{}", String::from_utf8_lossy(v));
+            let kept = parse_i64_kept(v);
+            assert_eq!(kept, keeps_int(v).then(|| parse_i64(v)).flatten(), "{v:?}");
+            ints += usize::from(kept.is_some());
+            for (p, s) in [(38u8, 2i8), (38, 0), (18, 2), (38, 6), (7, 2)] {
+                let kept = parse_decimal_kept(v, p, s);
+                let two_step = keeps_decimal(v, s).then(|| parse_decimal(v, p, s)).flatten();
+                assert_eq!(kept, two_step, "{} as decimal({p},{s})", String::from_utf8_lossy(v));
+                decimals += usize::from(kept.is_some());
+            }
+            let t = mutated(&mut seed, &stamps);
+            let got = days.timestamp_micros(t.as_bytes());
+            assert_eq!(got, parse_timestamp_micros(t.as_bytes()), "{t}");
+            times += usize::from(got.is_some());
+        }
+        // Both outcomes were seen often, so neither side of a rule went untested.
+        assert!((20_000..180_000).contains(&ints), "{ints}");
+        assert!((50_000..900_000).contains(&decimals), "{decimals}");
+        assert!((20_000..180_000).contains(&times), "{times}");
     }
 
     #[test]
