@@ -487,8 +487,9 @@ fn columns_named(
 fn timing(what: &str, since: std::time::Instant) {
     if std::env::var_os("HVRLAKE_TIMINGS").is_some() {
         eprintln!(
-            "hvrlake: timing: {what} {:.3}s",
-            since.elapsed().as_secs_f64()
+            "hvrlake: timing: {what} {:.3}s (process CPU so far {})",
+            since.elapsed().as_secs_f64(),
+            crate::pipeline::cpu_so_far()
         );
     }
 }

@@ -993,7 +993,8 @@ struct Column<'n> {
     pos: usize,
     name: &'n str,
     ty: &'n DataType,
-    /// Also require each value to keep the type inference gave the column ([`types::keeps_int`] and the like).
+    /// Also require each value to keep the type inference gave the column
+    /// ([`types::parse_i64_kept`] and the like).
     strict: bool,
     b: Builder,
 }

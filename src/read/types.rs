@@ -695,7 +695,8 @@ impl Days {
         let a = u64::from_le_bytes(*a) ^ (ONES * b'0' as u64);
         let b = u64::from_le_bytes(b.try_into().ok()?) ^ (ONES * b'0' as u64);
         // "YYYY-MM-" and "DD HH:MM" after the XOR: digits in the lanes of DIGITS_A and
-        // DIGITS_B, and '-' ^ '0' (0x1d), ' ' or 'T' ^ '0' (0x10, 0x64), ':' ^ '0' (0x0a) in the others.
+        // DIGITS_B; in the others '-' ^ '0' (0x1d), ' ' or 'T' ^ '0' (0x10, 0x64) and
+        // ':' ^ '0' (0x0a).
         const DIGITS_A: u64 = 0x00FF_FF00_FFFF_FFFF;
         const DIGITS_B: u64 = 0xFFFF_00FF_FF00_FFFF;
         const SEPS_A: u64 = (0x1D << 56) | (0x1D << 32);
@@ -706,7 +707,8 @@ impl Days {
             return None;
         }
         let (a, b) = (a & DIGITS_A, b & DIGITS_B);
-        if (a.wrapping_add(ONES * 0x76) | a | b.wrapping_add(ONES * 0x76) | b) & (ONES * 0x80) != 0 {
+        if (a.wrapping_add(ONES * 0x76) | a | b.wrapping_add(ONES * 0x76) | b) & (ONES * 0x80) != 0
+        {
             return None;
         }
         // Each lane: ten times its digit plus the next lane's.
@@ -750,7 +752,11 @@ impl Days {
             micros *= [1, 100_000, 10_000, 1_000, 100, 10, 1][frac.len()];
         }
         let days = (self.month_start(y, m) + d as i32 - 1) as i64;
-        Some(((days * 24 + h as i64) * 60 + mi as i64) * 60_000_000 + s as i64 * 1_000_000 + micros as i64)
+        Some(
+            ((days * 24 + h as i64) * 60 + mi as i64) * 60_000_000
+                + s as i64 * 1_000_000
+                + micros as i64,
+        )
     }
 }
 
@@ -903,20 +909,45 @@ mod tests {
     #[test]
     fn one_pass_parsers_agree_with_the_two_step_rules() {
         let reference_i64 = |v: &[u8]| {
-            let d = v.strip_prefix(b"-").or_else(|| v.strip_prefix(b"+")).unwrap_or(v);
+            let d = v
+                .strip_prefix(b"-")
+                .or_else(|| v.strip_prefix(b"+"))
+                .unwrap_or(v);
             (!d.is_empty() && d.len() <= 19 && d.iter().all(u8::is_ascii_digit))
                 .then(|| std::str::from_utf8(v).ok()?.parse::<i64>().ok())
                 .flatten()
         };
         let numbers = [
-            "0", "7", "-0", "+12", "007", "123456", "1234567", "12345678", "123456789",
-            "9223372036854775807", "-9223372036854775808", "9223372036854775808",
-            "18446744073709551615", "99999999999999999999", "92601.45", "-262.00", "0.5",
-            "00.5", "1.", ".5", "123456789012345678.9", "12345678901234567.89",
+            "0",
+            "7",
+            "-0",
+            "+12",
+            "007",
+            "123456",
+            "1234567",
+            "12345678",
+            "123456789",
+            "9223372036854775807",
+            "-9223372036854775808",
+            "9223372036854775808",
+            "18446744073709551615",
+            "99999999999999999999",
+            "92601.45",
+            "-262.00",
+            "0.5",
+            "00.5",
+            "1.",
+            ".5",
+            "123456789012345678.9",
+            "12345678901234567.89",
         ];
         let stamps = [
-            "2026-04-20 12:25:45.636943", "2024-02-29T23:59:60.1", "2023-02-29 00:00:00",
-            "2026-12-31 23:59:59", "0000-01-01 00:00:00.000001", "2026-07-21 22:12:58.000585Z",
+            "2026-04-20 12:25:45.636943",
+            "2024-02-29T23:59:60.1",
+            "2023-02-29 00:00:00",
+            "2026-12-31 23:59:59",
+            "0000-01-01 00:00:00.000001",
+            "2026-07-21 22:12:58.000585Z",
             "2026-06-17 12:27:02.39885200",
         ];
         let mut seed = 0x9E37_79B9_7F4A_7C15u64;
@@ -925,14 +956,26 @@ mod tests {
         for _ in 0..200_000 {
             let v = mutated(&mut seed, &numbers);
             let v = v.as_bytes();
-            assert_eq!(parse_i64(v), reference_i64(v), "{}", String::from_utf8_lossy(v));
+            assert_eq!(
+                parse_i64(v),
+                reference_i64(v),
+                "{}",
+                String::from_utf8_lossy(v)
+            );
             let kept = parse_i64_kept(v);
             assert_eq!(kept, keeps_int(v).then(|| parse_i64(v)).flatten(), "{v:?}");
             ints += usize::from(kept.is_some());
             for (p, s) in [(38u8, 2i8), (38, 0), (18, 2), (38, 6), (7, 2)] {
                 let kept = parse_decimal_kept(v, p, s);
-                let two_step = keeps_decimal(v, s).then(|| parse_decimal(v, p, s)).flatten();
-                assert_eq!(kept, two_step, "{} as decimal({p},{s})", String::from_utf8_lossy(v));
+                let two_step = keeps_decimal(v, s)
+                    .then(|| parse_decimal(v, p, s))
+                    .flatten();
+                assert_eq!(
+                    kept,
+                    two_step,
+                    "{} as decimal({p},{s})",
+                    String::from_utf8_lossy(v)
+                );
                 decimals += usize::from(kept.is_some());
             }
             let t = mutated(&mut seed, &stamps);
