@@ -457,9 +457,15 @@ async fn commit_table(
 
 /// With `HVRLAKE_TIMINGS` set, prints how long a stage of a table took (on stderr).
 fn stage_time(table: &str, stage: &str, since: Instant) {
+    timing(format_args!("{table}: {stage}"), since);
+}
+
+/// With `HVRLAKE_TIMINGS` set, prints how long `what` took and the process's CPU time so
+/// far (on stderr).
+pub fn timing(what: impl std::fmt::Display, since: Instant) {
     if std::env::var_os("HVRLAKE_TIMINGS").is_some() {
         eprintln!(
-            "hvrlake: timing: {table}: {stage} {:.3}s (process CPU so far {})",
+            "hvrlake: timing: {what} {:.3}s (process CPU so far {})",
             since.elapsed().as_secs_f64(),
             cpu_so_far()
         );
@@ -468,7 +474,7 @@ fn stage_time(table: &str, stage: &str, since: Instant) {
 
 /// The CPU time (user + system, all threads) the process has used so far, for
 /// `HVRLAKE_TIMINGS` ("?" where `/proc` does not say).
-pub fn cpu_so_far() -> String {
+fn cpu_so_far() -> String {
     let ticks = std::fs::read_to_string("/proc/self/stat")
         .ok()
         .and_then(|s| {

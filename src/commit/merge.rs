@@ -483,17 +483,6 @@ fn columns_named(
     ProjectionMask::roots(parquet, roots)
 }
 
-/// With `HVRLAKE_TIMINGS` set, how long a part of the merge took.
-fn timing(what: &str, since: std::time::Instant) {
-    if std::env::var_os("HVRLAKE_TIMINGS").is_some() {
-        eprintln!(
-            "hvrlake: timing: {what} {:.3}s (process CPU so far {})",
-            since.elapsed().as_secs_f64(),
-            crate::pipeline::cpu_so_far()
-        );
-    }
-}
-
 /// Reads a data file: only `only` columns (by name) when given.
 fn read_file(
     bytes: bytes::Bytes,
@@ -696,7 +685,7 @@ async fn rewrite(
             }
         }
     }
-    timing("merge: files fetched and checked", t_files);
+    crate::pipeline::timing("merge: files fetched and checked", t_files);
     let t_scan = std::time::Instant::now();
     let sent = match sending.await {
         Ok(sent) => sent,
@@ -707,7 +696,7 @@ async fn rewrite(
     let filtered = filtered.and_then(|removes| sent.map(|()| removes));
     let sink = Arc::into_inner(sink).expect("the only handle left");
     let staged = sink.into_inner().expect("file sink").finish().await;
-    timing("merge: upserts written", t_scan);
+    crate::pipeline::timing("merge: upserts written", t_scan);
     let t_commit = std::time::Instant::now();
     let (removes, staged) = match (filtered, staged) {
         (Ok(r), Ok(s)) => (r, s),
@@ -762,7 +751,7 @@ async fn rewrite(
         not_matched_by_source_predicates: vec![],
     };
     let (table, version) = super::commit_actions(table, actions, operation, mark).await?;
-    timing("merge: vectors and commit", t_commit);
+    crate::pipeline::timing("merge: vectors and commit", t_commit);
     Ok((
         table,
         Outcome {

@@ -327,11 +327,7 @@ pub fn parse_i64(v: &[u8]) -> Option<i64> {
 /// Parses a decimal literal (also `1e3` forms) into an integer scaled by `scale`; `None`
 /// when it is not a number, has more fraction digits than `scale` allows, or overflows `precision`.
 pub fn parse_decimal(v: &[u8], precision: u8, scale: i8) -> Option<i128> {
-    let (neg, d) = match v.first()? {
-        b'-' => (true, &v[1..]),
-        b'+' => (false, &v[1..]),
-        _ => (false, v),
-    };
+    let (neg, d) = unsigned(v);
     if d.len() <= 19 {
         // The common case (up to 18 digits, no exponent): one pass, u64 digits, powers of ten
         // from a table. Anything else takes the general path below.
@@ -579,18 +575,6 @@ pub fn parse_bool(v: &[u8]) -> Option<bool> {
     }
 }
 
-fn digits(v: &[u8]) -> Option<u32> {
-    let mut n = 0u32;
-    for &b in v {
-        let x = b.wrapping_sub(b'0');
-        if x > 9 {
-            return None;
-        }
-        n = n * 10 + x as u32;
-    }
-    Some(n)
-}
-
 /// Days since 1970-01-01 of a proleptic Gregorian date.
 fn days_from_civil(y: i64, m: u32, d: u32) -> i64 {
     let y = if m <= 2 { y - 1 } else { y };
@@ -617,9 +601,9 @@ fn date_parts(v: &[u8]) -> Option<(i64, u32, u32)> {
     if v.len() != 10 || v[4] != b'-' || v[7] != b'-' {
         return None;
     }
-    let y = digits(&v[0..4])? as i64;
-    let m = digits(&v[5..7])?;
-    let d = digits(&v[8..10])?;
+    let y = digits_u64(&v[0..4])? as i64;
+    let m = digits_u64(&v[5..7])? as u32;
+    let d = digits_u64(&v[8..10])? as u32;
     if !(1..=12).contains(&m) || d == 0 || d > days_in_month(y, m) {
         return None;
     }
@@ -728,7 +712,7 @@ impl Days {
         if d > 28 && d > days_in_month(y, m) {
             return None;
         }
-        let mut micros = 0u32;
+        let mut micros = 0;
         if v.len() == 26 {
             let c = u64::from_le_bytes(v[18..26].try_into().ok()?) ^ (ONES * b'0' as u64);
             if c & 0xFF00 != 0x1E00 {
@@ -740,23 +724,16 @@ impl Days {
                 return None;
             }
             let frac = &v[20..];
-            let mut bad = false;
-            for &c in frac {
-                let x = c.wrapping_sub(b'0');
-                bad |= x > 9;
-                micros = micros.wrapping_mul(10).wrapping_add(x as u32);
-            }
-            if bad {
-                return None;
-            }
-            micros *= [1, 100_000, 10_000, 1_000, 100, 10, 1][frac.len()];
+            micros = digits_u64(frac)? as u32 * [1, 100_000, 10_000, 1_000, 100, 10, 1][frac.len()];
         }
         let days = (self.month_start(y, m) + d as i32 - 1) as i64;
-        Some(
-            ((days * 24 + h as i64) * 60 + mi as i64) * 60_000_000
-                + s as i64 * 1_000_000
-                + micros as i64,
-        )
+        Some(since_epoch(
+            days,
+            h as i64,
+            mi as i64,
+            s as i64,
+            micros as i64,
+        ))
     }
 }
 
@@ -769,9 +746,9 @@ fn timestamp_micros(v: &[u8], mut date: impl FnMut(&[u8]) -> Option<i32>) -> Opt
         return None;
     }
     let days = date(&v[..10])? as i64;
-    let h = digits(&v[11..13])?;
-    let mi = digits(&v[14..16])?;
-    let s = digits(&v[17..19])?;
+    let h = digits_u64(&v[11..13])?;
+    let mi = digits_u64(&v[14..16])?;
+    let s = digits_u64(&v[17..19])?;
     if h > 23 || mi > 59 || s > 60 {
         return None;
     }
@@ -786,7 +763,7 @@ fn timestamp_micros(v: &[u8], mut date: impl FnMut(&[u8]) -> Option<i32>) -> Opt
             return None;
         }
         let frac = &rest[1..];
-        let mut f = digits(frac)? as i64;
+        let mut f = digits_u64(frac)? as i64;
         let mut n = frac.len();
         while n > 6 {
             if f % 10 != 0 {
@@ -801,7 +778,13 @@ fn timestamp_micros(v: &[u8], mut date: impl FnMut(&[u8]) -> Option<i32>) -> Opt
         }
         micros = f;
     }
-    Some(((days * 24 + h as i64) * 60 + mi as i64) * 60_000_000 + s as i64 * 1_000_000 + micros)
+    Some(since_epoch(days, h as i64, mi as i64, s as i64, micros))
+}
+
+/// Microseconds since the epoch of a day (days since the epoch) and a time of day.
+#[inline(always)]
+fn since_epoch(days: i64, h: i64, mi: i64, s: i64, micros: i64) -> i64 {
+    ((days * 24 + h) * 60 + mi) * 60_000_000 + s * 1_000_000 + micros
 }
 
 /// Decodes hex text (optionally `0x`-prefixed) into bytes.
