@@ -446,8 +446,8 @@ async fn commit_table(
             stage_time(name, "coalesce", t);
             let t = Instant::now();
             let stable = settings.partition_stable;
-            let done =
-                commit::merge::apply(table, net, p.columns.clone(), &p.keys, stable, mark).await;
+            let columns = commit::encode::with_plain_integers(&p.columns, settings.plain_integers);
+            let done = commit::merge::apply(table, net, columns, &p.keys, stable, mark).await;
             stage_time(name, "merge", t);
             done
         }
@@ -897,7 +897,7 @@ async fn stage_refresh(
     let parts = commit::partition::spec_of(&layout.columns);
     let sink = Mutex::new(FileSink::start(
         table.clone(),
-        layout.columns.clone(),
+        commit::encode::with_plain_integers(&layout.columns, settings.plain_integers),
         writers,
     )?);
     // The reader blocks on the writers when they fall behind: leave this worker thread to

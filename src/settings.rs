@@ -162,6 +162,11 @@ pub const SETTINGS: &[SettingDoc] = &[
         doc: "true: tables hvrlake creates have Delta deletion vectors on (delta.enableDeletionVectors), and a merge marks changed rows deleted instead of rewriting their files (much faster on large tables); needs readers that apply deletion vectors. An existing table keeps what it has",
     },
     SettingDoc {
+        name: "plain_integers",
+        default: "false",
+        doc: "true: integer, date, timestamp and short-decimal columns go into data files PLAIN instead of DELTA_BINARY_PACKED (which is smaller and cheaper to write and read), for readers without that encoding (Spark's vectorized Parquet reader before 3.3)",
+    },
+    SettingDoc {
         name: "partition_by",
         default: "",
         doc: "partitioned tables: TABLE:EXPR[,EXPR..][;TABLE:..], EXPR a column or year(col), month(col), day(col) of a date or timestamp column (added as col_year, col_month, col_day); applies when a table is created or refreshed",
@@ -399,6 +404,8 @@ pub struct Settings {
     pub partition_stable: bool,
     /// Whether new tables get deletion vectors (`deletion_vectors`).
     pub deletion_vectors: bool,
+    /// Whether integer-like columns are written PLAIN (`plain_integers`).
+    pub plain_integers: bool,
     /// Compact once deletion vectors delete this share of the stored rows.
     pub compact_deleted_share: f64,
     /// Object-store options (`aws_*`, `azure_*`, and the retry options `max_retries` and
@@ -710,6 +717,7 @@ impl Settings {
             partition_by,
             partition_stable: boolean("partition_stable")?,
             deletion_vectors: boolean("deletion_vectors")?,
+            plain_integers: boolean("plain_integers")?,
             compact_deleted_share,
             storage: retries,
             commit_retries,

@@ -679,3 +679,89 @@ fn integrate_rewrites_only_the_files_that_hold_a_changed_key() {
     assert!(!got.rows.iter().any(|r| r[0].as_deref() == Some("1050")));
     assert!(got.rows.contains(&row(&["5000", "new"])));
 }
+
+/// Each data page's encoding in column `column` of every data file under a local table.
+fn page_encodings(h: &Hvr, base: &str, column: &str) -> Vec<parquet::basic::Encoding> {
+    use parquet::file::reader::{FileReader, SerializedFileReader};
+    let mut out = Vec::new();
+    for entry in std::fs::read_dir(h.table_dir(base)).unwrap() {
+        let path = entry.unwrap().path();
+        if path.extension().is_none_or(|e| e != "parquet") {
+            continue;
+        }
+        let reader = SerializedFileReader::new(std::fs::File::open(&path).unwrap()).unwrap();
+        let c = reader
+            .metadata()
+            .file_metadata()
+            .schema_descr()
+            .columns()
+            .iter()
+            .position(|c| c.name() == column)
+            .unwrap();
+        for g in 0..reader.num_row_groups() {
+            for page in reader
+                .get_row_group(g)
+                .unwrap()
+                .get_column_page_reader(c)
+                .unwrap()
+            {
+                let page = page.unwrap();
+                if page.page_type() == parquet::basic::PageType::DATA_PAGE {
+                    out.push(page.encoding());
+                }
+            }
+        }
+    }
+    out
+}
+
+/// Integer and timestamp columns go into data files DELTA_BINARY_PACKED, by a refresh and
+/// by a merge that rewrites a file; `plain_integers=true` writes them PLAIN for older
+/// readers. Both read back the same rows.
+#[test]
+fn integers_are_delta_packed_unless_plain_integers_is_set() {
+    use parquet::basic::Encoding::{DELTA_BINARY_PACKED, PLAIN};
+    let cols = ["k", "n", "at", "v", "hvr_op", "hvr_integ_seq"];
+    let t = Table::new("t", &["k"], &cols);
+    let rows: Vec<_> = (0..500u64)
+        .map(|k| {
+            let at = format!("2026-03-{:02} 10:{:02}:00", 1 + k % 28, k % 60);
+            let n = (k * 7919 % 1000).to_string();
+            row(&[&k.to_string(), &n, &at, "x", "1", &format!("{k:04x}")])
+        })
+        .collect();
+    let update = [row(&["7", "-5", "2026-04-01 00:00:00", "y", "2", "ff00"])];
+    let mut seen = Vec::new();
+    for plain in [false, true] {
+        let mut h = Hvr::new();
+        if plain {
+            h.userarg = "plain_integers=true".into();
+        }
+        h.write("1-t.csv", csv(&cols, &rows));
+        h.ok("refr_write_end", &[&t], &["1-t.csv"]);
+        h.write("2-t.csv", csv(&cols, &update));
+        let out = h.ok("integ_end", &[&t], &["2-t.csv"]);
+        assert!(out.stdout.contains("updated=1"), "{}", out.stdout);
+        let want = if plain { PLAIN } else { DELTA_BINARY_PACKED };
+        for c in ["k", "n", "at"] {
+            let encodings = page_encodings(&h, "t", c);
+            // The refresh's file and the merge's rewrite of it.
+            assert!(encodings.len() >= 2, "{c}: {encodings:?}");
+            assert!(encodings.iter().all(|e| *e == want), "{c}: {encodings:?}");
+        }
+        assert_eq!(
+            page_encodings(&h, "t", "v")[0],
+            parquet::basic::Encoding::RLE_DICTIONARY
+        );
+        let got = h.rows("t");
+        assert_eq!(got.rows.len(), 500);
+        assert!(
+            got.rows
+                .contains(&row(&["7", "-5", "2026-04-01 00:00:00", "y"])),
+            "{:?}",
+            &got.rows[..3]
+        );
+        seen.push(got.rows);
+    }
+    assert_eq!(seen[0], seen[1]);
+}

@@ -60,6 +60,25 @@ pub const DICT_MAX_BYTES: usize = 128 << 10;
 /// do for the minimum, but the maximum would need rounding up).
 pub const STATS_MAX_BYTES: usize = 64;
 
+/// Set to "true" in the metadata of the columns given `commit::files` (by the
+/// `plain_integers` setting): the data files get INT32 and INT64 columns PLAIN
+/// ([`DataFileWriter::plain_integers`]).
+pub const PLAIN_INTEGERS: &str = "hvrlake.plainIntegers";
+
+/// `columns`, marked with [`PLAIN_INTEGERS`] when `plain` (the files written for them then
+/// have INT32 and INT64 columns PLAIN).
+pub fn with_plain_integers(columns: &SchemaRef, plain: bool) -> SchemaRef {
+    if !plain {
+        return columns.clone();
+    }
+    let mut meta = columns.metadata().clone();
+    meta.insert(PLAIN_INTEGERS.to_string(), "true".to_string());
+    Arc::new(arrow::datatypes::Schema::new_with_metadata(
+        columns.fields().clone(),
+        meta,
+    ))
+}
+
 /// zstd's level for every page: the level `commit::writer_properties` asks of parquet-rs.
 const ZSTD_LEVEL: i32 = 1;
 
@@ -134,6 +153,8 @@ struct Scratch {
     /// A page compressed, before it is copied out at its size.
     packed: Vec<u8>,
     ids: Vec<u32>,
+    /// An integer page's non-null values, gathered for [`put_delta`].
+    ints: Vec<i64>,
     zstd: zstd::bulk::Compressor<'static>,
 }
 
@@ -272,6 +293,124 @@ fn put_bit_packed(out: &mut Vec<u8>, ids: &[u32], width: u32) {
             bits -= 8;
         }
     }
+}
+
+/// Values per block of DELTA_BINARY_PACKED, and per miniblock (each miniblock has its own
+/// bit width): the sizes parquet-mr and parquet-rs write.
+const DELTA_BLOCK: usize = 128;
+const DELTA_MINI: usize = 32;
+
+/// Zigzag: small magnitudes of either sign become small unsigned numbers.
+fn zigzag(v: i64) -> u64 {
+    ((v << 1) ^ (v >> 63)) as u64
+}
+
+/// Appends `values` DELTA_BINARY_PACKED: the header (block size, miniblocks per block, value
+/// count, first value), then per block of [`DELTA_BLOCK`] differences their minimum and,
+/// per miniblock, the differences less that minimum bit-packed at the width of its largest.
+/// `wide` is whether the column is INT64; an INT32 column's values (sign-extended here) take
+/// their differences in 32-bit arithmetic, as its readers add them back.
+fn put_delta(out: &mut Vec<u8>, values: &[i64], wide: bool) {
+    put_varint(out, DELTA_BLOCK as u64);
+    put_varint(out, (DELTA_BLOCK / DELTA_MINI) as u64);
+    put_varint(out, values.len() as u64);
+    put_varint(out, zigzag(values.first().copied().unwrap_or(0)));
+    let diff = |a: i64, b: i64| {
+        if wide {
+            b.wrapping_sub(a)
+        } else {
+            i64::from((b as i32).wrapping_sub(a as i32))
+        }
+    };
+    let mut deltas = [0i64; DELTA_BLOCK];
+    let mut rest = values;
+    while rest.len() > 1 {
+        let n = (rest.len() - 1).min(DELTA_BLOCK);
+        for (d, w) in deltas.iter_mut().zip(rest.windows(2)).take(n) {
+            *d = diff(w[0], w[1]);
+        }
+        rest = &rest[n..];
+        let min = deltas[..n]
+            .iter()
+            .copied()
+            .min()
+            .expect("a block has a value");
+        put_varint(out, zigzag(min));
+        // Less the minimum every difference is non-negative; an INT32 column's fit 32 bits.
+        let mut packed = [0u64; DELTA_BLOCK];
+        for (p, &d) in packed.iter_mut().zip(&deltas[..n]) {
+            *p = d.wrapping_sub(min) as u64;
+        }
+        let minis = n.div_ceil(DELTA_MINI);
+        let mut widths = [0u32; DELTA_BLOCK / DELTA_MINI];
+        for (w, mini) in widths.iter_mut().zip(packed.chunks(DELTA_MINI)).take(minis) {
+            *w = 64 - mini.iter().fold(0, |a, &x| a | x).leading_zeros();
+        }
+        out.extend(widths.iter().map(|&w| w as u8));
+        // The last miniblock is padded with zeros (`packed` past `n`); the ones after it
+        // are not written at all.
+        for (mini, &w) in packed.chunks(DELTA_MINI).zip(&widths).take(minis) {
+            put_packed_32(out, mini, w);
+        }
+    }
+}
+
+/// Appends 32 values of `width` bits each, least significant bits first: `4 * width` bytes.
+fn put_packed_32(out: &mut Vec<u8>, values: &[u64], width: u32) {
+    let (mut acc, mut bits) = (0u128, 0u32);
+    for &x in values {
+        acc |= u128::from(x) << bits;
+        bits += width;
+        if bits >= 64 {
+            out.extend_from_slice(&(acc as u64).to_le_bytes());
+            acc >>= 64;
+            bits -= 64;
+        }
+    }
+    // 32 values take a multiple of 32 bits: what is left is 0 or 4 bytes.
+    out.extend_from_slice(&(acc as u64).to_le_bytes()[..bits as usize / 8]);
+}
+
+/// Gathers the non-null values of `parts` into `out` (cleared first) when `descr`'s column
+/// is INT32 or INT64 in Parquet (integers, dates, timestamps, decimals of up to 18 digits),
+/// and returns whether it is INT64; `None` for any other column.
+fn gather_ints(parts: &[ArrayRef], descr: &ColumnDescPtr, out: &mut Vec<i64>) -> Option<bool> {
+    fn gather<T: arrow::datatypes::ArrowPrimitiveType>(
+        a: &ArrayRef,
+        out: &mut Vec<i64>,
+        to: impl Fn(T::Native) -> i64,
+    ) {
+        let v = a.as_primitive::<T>().values();
+        match a.nulls().filter(|n| n.null_count() > 0) {
+            None => out.extend(v.iter().map(|&x| to(x))),
+            Some(n) => out.extend(n.valid_indices().map(|i| to(v[i]))),
+        }
+    }
+    let wide = match descr.physical_type() {
+        Physical::INT64 => true,
+        Physical::INT32 => false,
+        _ => return None,
+    };
+    out.clear();
+    for a in parts {
+        match a.data_type() {
+            DataType::Int64 => gather::<Int64Type>(a, out, |x| x),
+            DataType::Int32 => gather::<Int32Type>(a, out, i64::from),
+            DataType::Int16 => gather::<Int16Type>(a, out, i64::from),
+            DataType::Int8 => gather::<Int8Type>(a, out, i64::from),
+            DataType::Date32 => gather::<Date32Type>(a, out, i64::from),
+            DataType::Timestamp(TimeUnit::Microsecond, _) => {
+                gather::<TimestampMicrosecondType>(a, out, |x| x)
+            }
+            DataType::Timestamp(TimeUnit::Nanosecond, _) => {
+                gather::<TimestampNanosecondType>(a, out, |x| x)
+            }
+            // At most 18 digits when INT32 or INT64: the value fits.
+            DataType::Decimal128(_, _) => gather::<Decimal128Type>(a, out, |x| x as i64),
+            _ => return None,
+        }
+    }
+    Some(wide)
 }
 
 /// Appends the non-null values of `a` PLAIN-encoded as `descr`'s physical type wants them,
@@ -470,6 +609,8 @@ struct Chunk {
     nulls: u64,
     /// Text columns: the dictionary pages refer to.
     dict: Option<Dict>,
+    /// Whether a page is DELTA_BINARY_PACKED (integer columns).
+    delta: bool,
     /// Where each data page starts in the chunk's data pages, and its first row: the
     /// offset index readers use to fetch only the pages they need.
     locations: Vec<PageLocation>,
@@ -489,6 +630,7 @@ impl Chunk {
             bounds: Bounds::None,
             nulls: 0,
             dict: text.then(Dict::default),
+            delta: false,
             locations: Vec::new(),
         }
     }
@@ -546,6 +688,7 @@ impl Chunk {
         descr: &ColumnDescPtr,
         parts: &[ArrayRef],
         scratch: &mut Scratch,
+        plain_integers: bool,
     ) -> Result<()> {
         let (rows, nulls) = parts
             .iter()
@@ -563,6 +706,24 @@ impl Chunk {
         }
         let encoding = if self.put_ids(page, parts, &mut scratch.ids) {
             Encoding::RLE_DICTIONARY
+        } else if !plain_integers
+            && let Some(wide) = gather_ints(parts, descr, &mut scratch.ints)
+            && !scratch.ints.is_empty()
+        {
+            let ints = &scratch.ints;
+            let (lo, hi) = ints
+                .iter()
+                .fold((i64::MAX, i64::MIN), |(lo, hi), &x| (lo.min(x), hi.max(x)));
+            self.bounds.merge(
+                &if matches!(parts[0].data_type(), DataType::Decimal128(_, _)) {
+                    Bounds::Dec(lo.into(), hi.into())
+                } else {
+                    Bounds::Int(lo, hi)
+                },
+            );
+            put_delta(page, ints, wide);
+            self.delta = true;
+            Encoding::DELTA_BINARY_PACKED
         } else {
             Encoding::PLAIN
         };
@@ -611,6 +772,9 @@ impl Chunk {
     ) -> Result<(Bytes, ColumnCloseResult)> {
         let pages = self.sink.into_inner()?;
         let mut encodings = vec![Encoding::PLAIN, Encoding::RLE];
+        if self.delta {
+            encodings.push(Encoding::DELTA_BINARY_PACKED);
+        }
         let (bytes, data_offset) = match self.dict.take().filter(|d| d.used) {
             None => (pages, 0),
             Some(dict) => {
@@ -693,6 +857,8 @@ pub struct DataFileWriter {
     properties: Arc<WriterProperties>,
     indexed: usize,
     target_bytes: u64,
+    /// Whether INT32 and INT64 columns are written PLAIN rather than DELTA_BINARY_PACKED.
+    plain_integers: bool,
     scratch: Scratch,
     pending: Vec<RecordBatch>,
     pending_rows: usize,
@@ -727,10 +893,12 @@ impl DataFileWriter {
             properties: Arc::new(properties),
             indexed,
             target_bytes,
+            plain_integers: false,
             scratch: Scratch {
                 page: Vec::with_capacity(1 << 20),
                 packed: Vec::with_capacity(1 << 20),
                 ids: Vec::with_capacity(PAGE_ROWS),
+                ints: Vec::with_capacity(PAGE_ROWS),
                 zstd: zstd::bulk::Compressor::new(ZSTD_LEVEL)
                     .map_err(|e| Error::msg(format!("zstd: {e}")))?,
             },
@@ -739,6 +907,13 @@ impl DataFileWriter {
             open: None,
             done: Vec::new(),
         })
+    }
+
+    /// Writes INT32 and INT64 columns PLAIN (`true`) instead of DELTA_BINARY_PACKED, for
+    /// readers that cannot decode the latter (Spark's vectorized reader before 3.3).
+    pub fn plain_integers(mut self, yes: bool) -> Self {
+        self.plain_integers = yes;
+        self
     }
 
     /// Takes `batch`; encodes a page whenever enough rows are waiting, and writes out each
@@ -797,7 +972,7 @@ impl DataFileWriter {
         self.pending_rows -= rows;
         for (i, (descr, chunk)) in self.columns.iter().zip(&mut f.chunks).enumerate() {
             let arrays: Vec<ArrayRef> = parts.iter().map(|b| b.column(i).clone()).collect();
-            chunk.page(descr, &arrays, &mut self.scratch)?;
+            chunk.page(descr, &arrays, &mut self.scratch, self.plain_integers)?;
         }
         f.group_rows += rows;
         if f.group_rows == ROW_GROUP_ROWS {

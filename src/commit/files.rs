@@ -71,6 +71,10 @@ impl FileSink {
         // Flat tables of the common types get files hvrlake encodes itself (commit::encode);
         // others (and partitioned tables) delta-rs's writer.
         let own = !partitioned && super::encode::supported(&schema);
+        let plain_integers = columns
+            .metadata()
+            .get(super::encode::PLAIN_INTEGERS)
+            .is_some_and(|v| v == "true");
         let indexed_columns = match indexed {
             DataSkippingNumIndexedCols::AllColumns => usize::MAX,
             DataSkippingNumIndexedCols::NumColumns(n) => n as usize,
@@ -85,7 +89,8 @@ impl FileSink {
                     schema.clone(),
                     indexed_columns,
                     TARGET_FILE_BYTES,
-                )?;
+                )?
+                .plain_integers(plain_integers);
                 tokio::spawn(async move {
                     while let Some(batch) = rx.recv().await {
                         if let Err(e) = writer.write(&batch).await {
