@@ -288,27 +288,31 @@ pub fn last_per_key(batches: &[RecordBatch], keys: &[String]) -> Result<Vec<Reco
             .collect(),
     )?;
     let state = foldhash::fast::RandomState::default();
-    // Keys and their hashes, per batch, in parallel.
-    let encoded: Vec<(Rows, Vec<u64>)> = batches
+    let parts = (rayon::current_num_threads() * 4) as u32;
+    // Keys and the partition of each (its hash scaled to 0..parts: a multiply, where a
+    // remainder would cost a division per key and partition), per batch, in parallel.
+    let encoded: Vec<(Rows, Vec<u32>)> = batches
         .par_iter()
         .map(|b| {
             let cols: Vec<ArrayRef> = key_idx.iter().map(|&i| b.column(i).clone()).collect();
             let rows = converter.convert_columns(&cols)?;
-            let hashes = rows.iter().map(|r| state.hash_one(r.as_ref())).collect();
-            Ok((rows, hashes))
+            let part = |r: arrow::row::Row<'_>| {
+                ((u128::from(state.hash_one(r.as_ref())) * u128::from(parts)) >> 64) as u32
+            };
+            let owners = rows.iter().map(part).collect();
+            Ok((rows, owners))
         })
         .collect::<Result<_>>()?;
-    let parts = (rayon::current_num_threads() * 4) as u64;
     // Each partition keeps, per key, the row with the highest order.
     let winners: Vec<Vec<(u32, u32)>> = (0..parts)
         .into_par_iter()
         .map(|p| {
             let mut best: HashMap<&[u8], (u32, u32), _> =
                 HashMap::with_hasher(foldhash::fast::RandomState::default());
-            for (bi, (rows, hashes)) in encoded.iter().enumerate() {
+            for (bi, (rows, owners)) in encoded.iter().enumerate() {
                 let order = batches[bi].column(order_idx).as_binary::<i32>();
-                for (ri, h) in hashes.iter().enumerate() {
-                    if h % parts != p {
+                for (ri, &owner) in owners.iter().enumerate() {
+                    if owner != p {
                         continue;
                     }
                     let here = (bi as u32, ri as u32);
