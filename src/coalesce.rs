@@ -9,7 +9,7 @@ use std::ops::Not;
 use std::sync::Arc;
 
 use arrow::array::{Array, ArrayRef, AsArray, RecordBatch, UInt32Array};
-use arrow::datatypes::SchemaRef;
+use arrow::datatypes::{Int8Type, SchemaRef};
 use arrow::row::{RowConverter, Rows, SortField};
 use datafusion::common::Column;
 use datafusion::common::{JoinType, ScalarValue};
@@ -281,6 +281,7 @@ pub fn last_per_key(batches: &[RecordBatch], keys: &[String]) -> Result<Vec<Reco
         .map(|k| schema.index_of(k))
         .collect::<std::result::Result<_, _>>()?;
     let order_idx = schema.index_of(change::ORDER)?;
+    let op_idx = schema.index_of(change::OP).ok();
     let converter = RowConverter::new(
         key_idx
             .iter()
@@ -345,7 +346,15 @@ pub fn last_per_key(batches: &[RecordBatch], keys: &[String]) -> Result<Vec<Reco
         .zip(batches.par_iter())
         .filter(|(rows, _)| !rows.is_empty())
         .map(|(mut rows, b)| {
-            rows.sort_unstable();
+            // Upserts first, then the rest, each in file order: a merge takes the upserts
+            // as a slice instead of copying them out.
+            match op_idx.and_then(|o| b.column(o).as_primitive_opt::<Int8Type>()) {
+                Some(ops) => {
+                    let ops = ops.values();
+                    rows.sort_unstable_by_key(|&r| (ops[r as usize] != Op::Upsert as i8, r));
+                }
+                None => rows.sort_unstable(),
+            }
             let idx = UInt32Array::from(rows);
             let cols = keep
                 .iter()

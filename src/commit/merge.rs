@@ -177,11 +177,19 @@ fn upsert_rows(batches: &[RecordBatch], columns: &SchemaRef) -> Result<Vec<Recor
     let mut out = Vec::new();
     for b in batches {
         let op_idx = b.schema().index_of(change::OP)?;
-        let mask = arrow::compute::kernels::cmp::eq(
-            b.column(op_idx).as_primitive::<Int8Type>(),
-            &arrow::array::Int8Array::new_scalar(Op::Upsert as i8),
-        )?;
-        let kept = arrow::compute::filter_record_batch(b, &mask)?;
+        let ops = b.column(op_idx).as_primitive::<Int8Type>();
+        let upsert = |o: &i8| *o == Op::Upsert as i8;
+        // Coalescing puts each batch's upserts first: then they are a slice of it.
+        let lead = ops.values().iter().take_while(|o| upsert(o)).count();
+        let kept = if !ops.values()[lead..].iter().any(upsert) {
+            b.slice(0, lead)
+        } else {
+            let mask = arrow::compute::kernels::cmp::eq(
+                ops,
+                &arrow::array::Int8Array::new_scalar(Op::Upsert as i8),
+            )?;
+            arrow::compute::filter_record_batch(b, &mask)?
+        };
         if kept.num_rows() > 0 {
             let cols = (0..columns.fields().len())
                 .map(|i| kept.column(i).clone())
