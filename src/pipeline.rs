@@ -446,7 +446,8 @@ async fn commit_table(
             stage_time(name, "coalesce", t);
             let t = Instant::now();
             let stable = settings.partition_stable;
-            let columns = commit::encode::with_plain_integers(&p.columns, settings.plain_integers);
+            let columns =
+                commit::encode::with_plain_encodings(&p.columns, settings.plain_encodings);
             let done = commit::merge::apply(table, net, columns, &p.keys, stable, mark).await;
             stage_time(name, "merge", t);
             done
@@ -897,7 +898,7 @@ async fn stage_refresh(
     let parts = commit::partition::spec_of(&layout.columns);
     let sink = Mutex::new(FileSink::start(
         table.clone(),
-        commit::encode::with_plain_integers(&layout.columns, settings.plain_integers),
+        commit::encode::with_plain_encodings(&layout.columns, settings.plain_encodings),
         writers,
     )?);
     // The reader blocks on the writers when they fall behind: leave this worker thread to

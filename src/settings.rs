@@ -162,9 +162,9 @@ pub const SETTINGS: &[SettingDoc] = &[
         doc: "true: tables hvrlake creates have Delta deletion vectors on (delta.enableDeletionVectors), and a merge marks changed rows deleted instead of rewriting their files (much faster on large tables); needs readers that apply deletion vectors. An existing table keeps what it has",
     },
     SettingDoc {
-        name: "plain_integers",
+        name: "plain_encodings",
         default: "false",
-        doc: "true: integer, date, timestamp and short-decimal columns go into data files PLAIN instead of DELTA_BINARY_PACKED (which is smaller and cheaper to write and read), for readers without that encoding (Spark's vectorized Parquet reader before 3.3)",
+        doc: "true: data files get only PLAIN and dictionary pages: integer, date, timestamp and short-decimal columns not DELTA_BINARY_PACKED, text the dictionary does not take not DELTA_LENGTH_BYTE_ARRAY (both smaller and cheaper to write and read), for readers without those encodings (Spark's vectorized Parquet reader before 3.3)",
     },
     SettingDoc {
         name: "partition_by",
@@ -404,8 +404,8 @@ pub struct Settings {
     pub partition_stable: bool,
     /// Whether new tables get deletion vectors (`deletion_vectors`).
     pub deletion_vectors: bool,
-    /// Whether integer-like columns are written PLAIN (`plain_integers`).
-    pub plain_integers: bool,
+    /// Whether data files get only PLAIN and dictionary pages (`plain_encodings`).
+    pub plain_encodings: bool,
     /// Compact once deletion vectors delete this share of the stored rows.
     pub compact_deleted_share: f64,
     /// Object-store options (`aws_*`, `azure_*`, and the retry options `max_retries` and
@@ -717,7 +717,7 @@ impl Settings {
             partition_by,
             partition_stable: boolean("partition_stable")?,
             deletion_vectors: boolean("deletion_vectors")?,
-            plain_integers: boolean("plain_integers")?,
+            plain_encodings: boolean("plain_encodings")?,
             compact_deleted_share,
             storage: retries,
             commit_retries,

@@ -715,27 +715,48 @@ fn page_encodings(h: &Hvr, base: &str, column: &str) -> Vec<parquet::basic::Enco
     out
 }
 
-/// Integer and timestamp columns go into data files DELTA_BINARY_PACKED, by a refresh and
-/// by a merge that rewrites a file; `plain_integers=true` writes them PLAIN for older
+/// Integer and timestamp columns go into data files DELTA_BINARY_PACKED and free text that
+/// outgrows the dictionary DELTA_LENGTH_BYTE_ARRAY, by a refresh and by a merge that
+/// rewrites a file; `plain_encodings=true` writes PLAIN (and dictionaries) only, for older
 /// readers. Both read back the same rows.
 #[test]
-fn integers_are_delta_packed_unless_plain_integers_is_set() {
-    use parquet::basic::Encoding::{DELTA_BINARY_PACKED, PLAIN};
-    let cols = ["k", "n", "at", "v", "hvr_op", "hvr_integ_seq"];
+fn numbers_and_text_are_delta_encoded_unless_plain_encodings_is_set() {
+    use parquet::basic::Encoding::{
+        DELTA_BINARY_PACKED, DELTA_LENGTH_BYTE_ARRAY, PLAIN, RLE_DICTIONARY,
+    };
+    let cols = ["k", "n", "at", "v", "note", "hvr_op", "hvr_integ_seq"];
     let t = Table::new("t", &["k"], &cols);
     let rows: Vec<_> = (0..500u64)
         .map(|k| {
             let at = format!("2026-03-{:02} 10:{:02}:00", 1 + k % 28, k % 60);
             let n = (k * 7919 % 1000).to_string();
-            row(&[&k.to_string(), &n, &at, "x", "1", &format!("{k:04x}")])
+            // 500 distinct notes of 300 bytes outgrow the text dictionary (128 KB).
+            let note = format!("{k:0300}");
+            row(&[
+                &k.to_string(),
+                &n,
+                &at,
+                "x",
+                &note,
+                "1",
+                &format!("{k:04x}"),
+            ])
         })
         .collect();
-    let update = [row(&["7", "-5", "2026-04-01 00:00:00", "y", "2", "ff00"])];
+    let update = [row(&[
+        "7",
+        "-5",
+        "2026-04-01 00:00:00",
+        "y",
+        "",
+        "2",
+        "ff00",
+    ])];
     let mut seen = Vec::new();
     for plain in [false, true] {
         let mut h = Hvr::new();
         if plain {
-            h.userarg = "plain_integers=true".into();
+            h.userarg = "plain_encodings=true".into();
         }
         h.write("1-t.csv", csv(&cols, &rows));
         h.ok("refr_write_end", &[&t], &["1-t.csv"]);
@@ -749,18 +770,25 @@ fn integers_are_delta_packed_unless_plain_integers_is_set() {
             assert!(encodings.len() >= 2, "{c}: {encodings:?}");
             assert!(encodings.iter().all(|e| *e == want), "{c}: {encodings:?}");
         }
-        assert_eq!(
-            page_encodings(&h, "t", "v")[0],
-            parquet::basic::Encoding::RLE_DICTIONARY
-        );
+        assert_eq!(page_encodings(&h, "t", "v")[0], RLE_DICTIONARY);
+        let notes = page_encodings(&h, "t", "note");
+        let spilled = if plain {
+            PLAIN
+        } else {
+            DELTA_LENGTH_BYTE_ARRAY
+        };
+        assert!(notes.contains(&spilled), "{notes:?}");
         let got = h.rows("t");
         assert_eq!(got.rows.len(), 500);
-        assert!(
-            got.rows
-                .contains(&row(&["7", "-5", "2026-04-01 00:00:00", "y"])),
-            "{:?}",
-            &got.rows[..3]
-        );
+        let updated = row(&["7", "-5", "2026-04-01 00:00:00", "y", ""]);
+        assert!(got.rows.contains(&updated), "{:?}", &got.rows[..3]);
+        assert!(got.rows.contains(&row(&[
+            "8",
+            "352",
+            "2026-03-09 10:08:00",
+            "x",
+            &format!("{:0300}", 8)
+        ])));
         seen.push(got.rows);
     }
     assert_eq!(seen[0], seen[1]);

@@ -235,8 +235,9 @@ fn every_supported_type_reads_back_exactly_across_row_groups_and_files() {
         );
     }
     // The pages' encodings, from the first file's first row group: the text column by
-    // dictionary, the column whose dictionary fills up by dictionary and then PLAIN, the
-    // column that is always NULL and the numbers PLAIN.
+    // dictionary, the column whose dictionary fills up by dictionary and then lengths and
+    // bytes apart, binary likewise, the column that is always NULL and the wide decimals
+    // PLAIN, numbers stored as INT32/INT64 as packed differences.
     let file = std::fs::File::open(dir.path().join(&adds[0].path)).unwrap();
     let reader = parquet::file::serialized_reader::SerializedFileReader::new(file).unwrap();
     // In the form parquet-mr parses (`APP version V (build B)`), or Spark ignores the text
@@ -270,11 +271,14 @@ fn every_supported_type_reads_back_exactly_across_row_groups_and_files() {
         [
             (DICTIONARY_PAGE, PLAIN),
             (DATA_PAGE, RLE_DICTIONARY),
-            (DATA_PAGE, PLAIN)
+            (DATA_PAGE, DELTA_LENGTH_BYTE_ARRAY)
         ]
     );
+    assert_eq!(encodings("bin"), [(DATA_PAGE, DELTA_LENGTH_BYTE_ARRAY)]);
     assert_eq!(encodings("never"), [(DATA_PAGE, PLAIN)]);
     assert_eq!(encodings("d38"), [(DATA_PAGE, PLAIN)]);
+    assert_eq!(encodings("d12"), [(DATA_PAGE, DELTA_BINARY_PACKED)]);
+    assert_eq!(encodings("ts"), [(DATA_PAGE, DELTA_BINARY_PACKED)]);
     // The offset index: rows read through it (pages skipped) are the rows written.
     let file = std::fs::File::open(dir.path().join(&adds[1].path)).unwrap();
     let options = ArrowReaderOptions::new()

@@ -1,5 +1,5 @@
 //! Data files encoded by hvrlake itself: Arrow batches of a flat table into Parquet pages
-//! (plain values, definition levels straight from the validity bitmap, zstd level 1) and
+//! (definition levels straight from the validity bitmap, zstd level 1) and
 //! uploaded through `object_store`, with the Delta statistics of each file taken from the
 //! values as they are encoded.
 //!
@@ -11,7 +11,9 @@
 //!
 //! What a file holds: row groups of [`ROW_GROUP_ROWS`] rows, data pages (v1) of up to
 //! [`PAGE_ROWS`] values (text by dictionary while the chunk's dictionary stays under
-//! [`DICT_MAX_BYTES`]), each column chunk with min/max/null-count statistics in the footer
+//! [`DICT_MAX_BYTES`], then DELTA_LENGTH_BYTE_ARRAY; integers, dates, timestamps and
+//! decimals stored as INT32/INT64 DELTA_BINARY_PACKED; the rest PLAIN; only PLAIN and
+//! dictionaries with [`DataFileWriter::plain_encodings`]), each column chunk with min/max/null-count statistics in the footer
 //! (text longer than [`STATS_MAX_BYTES`] gets no min/max) and an offset index (no column
 //! index: pages carry no statistics of their own), and the Arrow schema in the footer's
 //! key-value metadata as `ArrowWriter` writes it.
@@ -61,18 +63,17 @@ pub const DICT_MAX_BYTES: usize = 128 << 10;
 pub const STATS_MAX_BYTES: usize = 64;
 
 /// Set to "true" in the metadata of the columns given `commit::files` (by the
-/// `plain_integers` setting): the data files get INT32 and INT64 columns PLAIN
-/// ([`DataFileWriter::plain_integers`]).
-pub const PLAIN_INTEGERS: &str = "hvrlake.plainIntegers";
+/// `plain_encodings` setting): the data files get only PLAIN and dictionary pages
+/// ([`DataFileWriter::plain_encodings`]).
+pub const PLAIN_ENCODINGS: &str = "hvrlake.plainEncodings";
 
-/// `columns`, marked with [`PLAIN_INTEGERS`] when `plain` (the files written for them then
-/// have INT32 and INT64 columns PLAIN).
-pub fn with_plain_integers(columns: &SchemaRef, plain: bool) -> SchemaRef {
+/// `columns`, marked with [`PLAIN_ENCODINGS`] when `plain`.
+pub fn with_plain_encodings(columns: &SchemaRef, plain: bool) -> SchemaRef {
     if !plain {
         return columns.clone();
     }
     let mut meta = columns.metadata().clone();
-    meta.insert(PLAIN_INTEGERS.to_string(), "true".to_string());
+    meta.insert(PLAIN_ENCODINGS.to_string(), "true".to_string());
     Arc::new(arrow::datatypes::Schema::new_with_metadata(
         columns.fields().clone(),
         meta,
@@ -609,8 +610,8 @@ struct Chunk {
     nulls: u64,
     /// Text columns: the dictionary pages refer to.
     dict: Option<Dict>,
-    /// Whether a page is DELTA_BINARY_PACKED (integer columns).
-    delta: bool,
+    /// The encodings of its pages besides PLAIN, RLE (levels) and the dictionary's.
+    delta_encodings: Vec<Encoding>,
     /// Where each data page starts in the chunk's data pages, and its first row: the
     /// offset index readers use to fetch only the pages they need.
     locations: Vec<PageLocation>,
@@ -630,7 +631,7 @@ impl Chunk {
             bounds: Bounds::None,
             nulls: 0,
             dict: text.then(Dict::default),
-            delta: false,
+            delta_encodings: Vec::new(),
             locations: Vec::new(),
         }
     }
@@ -680,6 +681,13 @@ impl Chunk {
         true
     }
 
+    /// Notes that a page is encoded `e`, for the chunk's list of encodings.
+    fn uses(&mut self, e: Encoding) {
+        if !self.delta_encodings.contains(&e) {
+            self.delta_encodings.push(e);
+        }
+    }
+
     /// Encodes `parts` (in order) as one data page of `descr`'s column, compressed. PLAIN
     /// values follow one another, so the parts are not copied into one array first (but
     /// for booleans, whose bits would not line up).
@@ -688,7 +696,7 @@ impl Chunk {
         descr: &ColumnDescPtr,
         parts: &[ArrayRef],
         scratch: &mut Scratch,
-        plain_integers: bool,
+        plain_encodings: bool,
     ) -> Result<()> {
         let (rows, nulls) = parts
             .iter()
@@ -706,7 +714,7 @@ impl Chunk {
         }
         let encoding = if self.put_ids(page, parts, &mut scratch.ids) {
             Encoding::RLE_DICTIONARY
-        } else if !plain_integers
+        } else if !plain_encodings
             && let Some(wide) = gather_ints(parts, descr, &mut scratch.ints)
             && !scratch.ints.is_empty()
         {
@@ -722,8 +730,28 @@ impl Chunk {
                 },
             );
             put_delta(page, ints, wide);
-            self.delta = true;
+            self.uses(Encoding::DELTA_BINARY_PACKED);
             Encoding::DELTA_BINARY_PACKED
+        } else if !plain_encodings && descr.physical_type() == Physical::BYTE_ARRAY && nulls < rows
+        {
+            // Text the dictionary does not take: the lengths packed as differences, then
+            // the bytes one after another (zstd then sees only text).
+            let lengths = &mut scratch.ints;
+            lengths.clear();
+            for a in parts {
+                each_text(a, |v| lengths.push(v.len() as i64));
+            }
+            put_delta(page, lengths, false);
+            let mut bounds = TextBounds::default();
+            for a in parts {
+                each_text(a, |v| {
+                    page.extend_from_slice(v);
+                    bounds.add(v);
+                });
+            }
+            self.bounds.merge(&bounds.into());
+            self.uses(Encoding::DELTA_LENGTH_BYTE_ARRAY);
+            Encoding::DELTA_LENGTH_BYTE_ARRAY
         } else {
             Encoding::PLAIN
         };
@@ -772,9 +800,7 @@ impl Chunk {
     ) -> Result<(Bytes, ColumnCloseResult)> {
         let pages = self.sink.into_inner()?;
         let mut encodings = vec![Encoding::PLAIN, Encoding::RLE];
-        if self.delta {
-            encodings.push(Encoding::DELTA_BINARY_PACKED);
-        }
+        encodings.append(&mut self.delta_encodings);
         let (bytes, data_offset) = match self.dict.take().filter(|d| d.used) {
             None => (pages, 0),
             Some(dict) => {
@@ -857,8 +883,8 @@ pub struct DataFileWriter {
     properties: Arc<WriterProperties>,
     indexed: usize,
     target_bytes: u64,
-    /// Whether INT32 and INT64 columns are written PLAIN rather than DELTA_BINARY_PACKED.
-    plain_integers: bool,
+    /// Whether pages are only PLAIN or dictionary (no delta encodings).
+    plain_encodings: bool,
     scratch: Scratch,
     pending: Vec<RecordBatch>,
     pending_rows: usize,
@@ -893,7 +919,7 @@ impl DataFileWriter {
             properties: Arc::new(properties),
             indexed,
             target_bytes,
-            plain_integers: false,
+            plain_encodings: false,
             scratch: Scratch {
                 page: Vec::with_capacity(1 << 20),
                 packed: Vec::with_capacity(1 << 20),
@@ -909,10 +935,11 @@ impl DataFileWriter {
         })
     }
 
-    /// Writes INT32 and INT64 columns PLAIN (`true`) instead of DELTA_BINARY_PACKED, for
-    /// readers that cannot decode the latter (Spark's vectorized reader before 3.3).
-    pub fn plain_integers(mut self, yes: bool) -> Self {
-        self.plain_integers = yes;
+    /// Writes only PLAIN and dictionary pages (`true`): INT32 and INT64 columns not
+    /// DELTA_BINARY_PACKED, text not DELTA_LENGTH_BYTE_ARRAY, for readers that cannot decode
+    /// those (Spark's vectorized reader before 3.3).
+    pub fn plain_encodings(mut self, yes: bool) -> Self {
+        self.plain_encodings = yes;
         self
     }
 
@@ -972,7 +999,7 @@ impl DataFileWriter {
         self.pending_rows -= rows;
         for (i, (descr, chunk)) in self.columns.iter().zip(&mut f.chunks).enumerate() {
             let arrays: Vec<ArrayRef> = parts.iter().map(|b| b.column(i).clone()).collect();
-            chunk.page(descr, &arrays, &mut self.scratch, self.plain_integers)?;
+            chunk.page(descr, &arrays, &mut self.scratch, self.plain_encodings)?;
         }
         f.group_rows += rows;
         if f.group_rows == ROW_GROUP_ROWS {

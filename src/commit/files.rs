@@ -71,9 +71,9 @@ impl FileSink {
         // Flat tables of the common types get files hvrlake encodes itself (commit::encode);
         // others (and partitioned tables) delta-rs's writer.
         let own = !partitioned && super::encode::supported(&schema);
-        let plain_integers = columns
+        let plain_encodings = columns
             .metadata()
-            .get(super::encode::PLAIN_INTEGERS)
+            .get(super::encode::PLAIN_ENCODINGS)
             .is_some_and(|v| v == "true");
         let indexed_columns = match indexed {
             DataSkippingNumIndexedCols::AllColumns => usize::MAX,
@@ -90,7 +90,7 @@ impl FileSink {
                     indexed_columns,
                     TARGET_FILE_BYTES,
                 )?
-                .plain_integers(plain_integers);
+                .plain_encodings(plain_encodings);
                 tokio::spawn(async move {
                     while let Some(batch) = rx.recv().await {
                         if let Err(e) = writer.write(&batch).await {
