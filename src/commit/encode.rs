@@ -13,10 +13,10 @@
 //! [`PAGE_ROWS`] values (text by dictionary while the chunk's dictionary stays under
 //! [`DICT_MAX_BYTES`], then DELTA_LENGTH_BYTE_ARRAY; integers, dates, timestamps and
 //! decimals stored as INT32/INT64 DELTA_BINARY_PACKED; the rest PLAIN; only PLAIN and
-//! dictionaries with [`DataFileWriter::plain_encodings`]), each column chunk with min/max/null-count statistics in the footer
-//! (text longer than [`STATS_MAX_BYTES`] gets no min/max) and an offset index (no column
-//! index: pages carry no statistics of their own), and the Arrow schema in the footer's
-//! key-value metadata as `ArrowWriter` writes it.
+//! dictionaries with [`DataFileWriter::plain_encodings`]), each column chunk with
+//! min/max/null-count statistics in the footer (text longer than [`STATS_MAX_BYTES`] gets
+//! no min/max) and an offset index (no column index: pages carry no statistics of their
+//! own), and the Arrow schema in the footer's key-value metadata as `ArrowWriter` writes it.
 
 use std::collections::HashMap;
 use std::io::Write;
