@@ -8,8 +8,8 @@ mod helpers;
 use std::sync::Arc;
 
 use arrow::array::{
-    ArrayRef, BinaryArray, BooleanArray, Date32Array, Decimal128Array, Float32Array, Float64Array,
-    Int8Array, Int16Array, Int32Array, Int64Array, RecordBatch, StringArray,
+    ArrayRef, AsArray, BinaryArray, BooleanArray, Date32Array, Decimal128Array, Float32Array,
+    Float64Array, Int8Array, Int16Array, Int32Array, Int64Array, RecordBatch, StringArray,
     TimestampMicrosecondArray, TimestampNanosecondArray,
 };
 use arrow::datatypes::{DataType, Field, Schema, SchemaRef, TimeUnit};
@@ -486,4 +486,39 @@ fn integers_are_delta_packed_and_read_back_at_every_width() {
             assert_eq!(st["maxValues"]["i64"], *hi, "{rows} rows");
         }
     }
+}
+
+/// Binary and text whose NULL slots still hold bytes (arrays sliced or built from buffers):
+/// only the non-NULL values are written.
+#[test]
+fn null_slots_that_hold_bytes_are_left_out() {
+    use arrow::buffer::{Buffer, NullBuffer, OffsetBuffer};
+    let schema = Arc::new(Schema::new(vec![
+        Field::new("b", DataType::Binary, true),
+        Field::new("s", DataType::Utf8, true),
+    ]));
+    let rows = 3 * PAGE_ROWS / 2;
+    let mut offsets = vec![0i32];
+    let mut bytes = Vec::new();
+    for i in 0..rows {
+        // Distinct values: the text dictionary fills up and its pages spill.
+        bytes.extend_from_slice(format!("{i:07}-{}", "x".repeat(i % 40)).as_bytes());
+        offsets.push(bytes.len() as i32);
+    }
+    let valid = NullBuffer::from((0..rows).map(|i| i % 3 != 1).collect::<Vec<_>>());
+    let offsets = OffsetBuffer::new(offsets.into());
+    let data = Buffer::from(bytes);
+    let b = BinaryArray::new(offsets.clone(), data.clone(), Some(valid.clone()));
+    let s = StringArray::new(offsets, data, Some(valid));
+    let input = RecordBatch::try_new(schema.clone(), vec![Arc::new(b), Arc::new(s)]).unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let adds = own_files(dir.path(), std::slice::from_ref(&input), u64::MAX);
+    let back = read_back(dir.path(), &adds);
+    let got = arrow::compute::concat_batches(&schema, &back).unwrap();
+    let want_b: Vec<Option<&[u8]>> = input.column(0).as_binary::<i32>().iter().collect();
+    let got_b: Vec<Option<&[u8]>> = got.column(0).as_binary::<i32>().iter().collect();
+    assert_eq!(got_b, want_b);
+    let want_s: Vec<Option<&str>> = input.column(1).as_string::<i32>().iter().collect();
+    let got_s: Vec<Option<&str>> = got.column(1).as_string::<i32>().iter().collect();
+    assert_eq!(got_s, want_s);
 }
