@@ -281,19 +281,28 @@ struct Dict {
 fn put_bit_packed(out: &mut Vec<u8>, ids: &[u32], width: u32) {
     let groups = ids.len().div_ceil(8);
     put_varint(out, ((groups as u64) << 1) | 1);
-    let (mut acc, mut bits) = (0u64, 0u32);
-    for &id in ids
-        .iter()
-        .chain(std::iter::repeat_n(&0, groups * 8 - ids.len()))
-    {
-        acc |= u64::from(id) << bits;
+    let padding = std::iter::repeat_n(0, groups * 8 - ids.len());
+    pack_bits(
+        out,
+        ids.iter().map(|&id| u64::from(id)).chain(padding),
+        width,
+    );
+}
+
+/// Appends `values` at `width` bits each, least significant bits first (Parquet's bit
+/// packing), the last byte filled up with zeros.
+fn pack_bits(out: &mut Vec<u8>, values: impl IntoIterator<Item = u64>, width: u32) {
+    let (mut acc, mut bits) = (0u128, 0u32);
+    for x in values {
+        acc |= u128::from(x) << bits;
         bits += width;
-        while bits >= 8 {
-            out.push(acc as u8);
-            acc >>= 8;
-            bits -= 8;
+        if bits >= 64 {
+            out.extend_from_slice(&(acc as u64).to_le_bytes());
+            acc >>= 64;
+            bits -= 64;
         }
     }
+    out.extend_from_slice(&(acc as u64).to_le_bytes()[..bits.div_ceil(8) as usize]);
 }
 
 /// Values per block of DELTA_BINARY_PACKED, and per miniblock (each miniblock has its own
@@ -349,27 +358,11 @@ fn put_delta(out: &mut Vec<u8>, values: &[i64], wide: bool) {
         }
         out.extend(widths.iter().map(|&w| w as u8));
         // The last miniblock is padded with zeros (`packed` past `n`); the ones after it
-        // are not written at all.
+        // are not written at all. 32 values of any width fill whole bytes.
         for (mini, &w) in packed.chunks(DELTA_MINI).zip(&widths).take(minis) {
-            put_packed_32(out, mini, w);
+            pack_bits(out, mini.iter().copied(), w);
         }
     }
-}
-
-/// Appends 32 values of `width` bits each, least significant bits first: `4 * width` bytes.
-fn put_packed_32(out: &mut Vec<u8>, values: &[u64], width: u32) {
-    let (mut acc, mut bits) = (0u128, 0u32);
-    for &x in values {
-        acc |= u128::from(x) << bits;
-        bits += width;
-        if bits >= 64 {
-            out.extend_from_slice(&(acc as u64).to_le_bytes());
-            acc >>= 64;
-            bits -= 64;
-        }
-    }
-    // 32 values take a multiple of 32 bits: what is left is 0 or 4 bytes.
-    out.extend_from_slice(&(acc as u64).to_le_bytes()[..bits as usize / 8]);
 }
 
 /// Gathers the non-null values of `parts` into `out` (cleared first) when `descr`'s column
