@@ -1126,8 +1126,8 @@ impl<'s, 'i> TypeSources<'s, 'i> {
         for (_, inp) in self.inputs {
             out.push(match inp {
                 Input::Csv(c) if left > 0 => {
-                    let inf = c.infer_sample(left).context(self.base)?;
-                    left = left.saturating_sub(c.pieces());
+                    let (inf, read) = c.infer_sample(left).context(self.base)?;
+                    left = left.saturating_sub(read);
                     Some(inf)
                 }
                 _ => None,

@@ -101,15 +101,7 @@ fn parallel(text: &str, cols: usize, chunk: usize) -> Vec<Vec<Option<String>>> {
     let fields: Vec<Field> = (0..cols)
         .map(|i| Field::new(format!("c{i}"), DataType::Utf8, true))
         .collect();
-    let layout = TableLayout {
-        columns: Arc::new(Schema::new(fields)),
-        keys: vec![],
-        op_column: "hvr_op".into(),
-        delete_column: "is_deleted".into(),
-        seq_column: "hvr_integ_seq".into(),
-        keep_extras: false,
-        refresh: true,
-    };
+    let layout = TableLayout::refresh_of(Arc::new(Schema::new(fields)), false);
     let plan = layout.plan(&f.header, "r.csv").unwrap();
     let mut out = Vec::new();
     for b in f.decode(&layout, &plan, 0).unwrap() {

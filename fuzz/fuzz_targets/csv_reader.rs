@@ -27,15 +27,7 @@ fn read(text: &[u8], dialect: &CsvDialect, chunk: usize) -> Result<Rows, String>
         .zip(&inferred)
         .map(|(name, inf)| Field::new(name, inf.result().arrow(), true))
         .collect();
-    let layout = TableLayout {
-        columns: Arc::new(Schema::new(fields)),
-        keys: vec![],
-        op_column: "hvr_op".into(),
-        delete_column: "is_deleted".into(),
-        seq_column: "hvr_integ_seq".into(),
-        keep_extras: true,
-        refresh: true,
-    };
+    let layout = TableLayout::refresh_of(Arc::new(Schema::new(fields)), true);
     let plan = layout.plan(&f.header, "fuzz.csv").map_err(|e| e.to_string())?;
     let batches = f.decode(&layout, &plan, 0).map_err(|e| e.to_string())?;
     let options = FormatOptions::default().with_null("\u{0}NULL");

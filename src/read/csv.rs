@@ -13,7 +13,7 @@ use std::sync::Arc;
 use arrow::array::{
     ArrayRef, BinaryBuilder, BooleanBuilder, Date32Builder, Decimal128Builder, Float32Builder,
     Float64Builder, Int8Builder, Int16Builder, Int32Builder, Int64Builder, RecordBatch,
-    StringBuilder, TimestampMicrosecondBuilder, TimestampNanosecondBuilder, new_null_array,
+    StringArray, TimestampMicrosecondBuilder, TimestampNanosecondBuilder, new_null_array,
 };
 use arrow::datatypes::{DataType, TimeUnit};
 use memchr::{memchr, memchr2};
@@ -30,6 +30,7 @@ const QUOTED: u32 = 1 << 31;
 const ESCAPED: u32 = 1 << 30;
 const OFFSET: u32 = ESCAPED - 1;
 const MAX_PIECE: usize = OFFSET as usize;
+const INVALID_UTF8: &str = "invalid UTF-8 (set csv_encoding if the files are not UTF-8)";
 
 /// One field of a tokenized piece: offsets relative to the piece, flags in `start`'s top bits.
 #[derive(Clone, Copy, Debug)]
@@ -52,8 +53,8 @@ pub struct CsvFile<'a> {
     dialect: &'a CsvDialect,
     /// The header's column names.
     pub header: Vec<String>,
-    /// Piece boundaries: piece i is `bytes[bounds[i]..bounds[i+1]]`.
-    bounds: Vec<usize>,
+    /// Where the body (the records after the header) starts.
+    body: usize,
     /// The piece size asked for.
     chunk: usize,
     /// The mapped file, when pages may be released once decoded.
@@ -94,7 +95,7 @@ impl<'a> CsvFile<'a> {
             name,
             dialect,
             header: Vec::new(),
-            bounds: Vec::new(),
+            body: 0,
             chunk: chunk_bytes.clamp(1, MAX_PIECE),
             source,
         };
@@ -120,32 +121,26 @@ impl<'a> CsvFile<'a> {
                 msg: "the header line names no columns".into(),
             }));
         }
-        f.bounds = split(bytes, header_end, f.chunk, dialect.quote, &|s, e| {
-            f.release(s, e)
-        });
+        f.body = header_end;
         Ok(f)
-    }
-
-    /// How many pieces the body is cut into.
-    pub fn pieces(&self) -> usize {
-        self.bounds.len() - 1
     }
 
     /// Infers a type for each file position from every non-NULL value, in parallel.
     pub fn infer(&self) -> Result<Vec<Inference>> {
-        self.infer_pieces(usize::MAX)
+        Ok(self.infer_pieces(usize::MAX)?.0)
     }
 
     /// Infers types from the first `pieces` pieces only: a guess that
-    /// [`CsvFile::decode_each`] can check against every value while it decodes.
-    pub fn infer_sample(&self, pieces: usize) -> Result<Vec<Inference>> {
+    /// [`CsvFile::decode_each`] can check against every value while it decodes. Also says
+    /// how many pieces it read (fewer when the file has fewer).
+    pub fn infer_sample(&self, pieces: usize) -> Result<(Vec<Inference>, usize)> {
         self.infer_pieces(pieces.max(1))
     }
 
-    fn infer_pieces(&self, pieces: usize) -> Result<Vec<Inference>> {
+    fn infer_pieces(&self, pieces: usize) -> Result<(Vec<Inference>, usize)> {
         let n = self.header.len();
         let mut all = vec![Inference::default(); n];
-        self.pieces_each(
+        let read = self.pieces_each(
             pieces,
             |start, end, _, toks| {
                 let mut inf = vec![Inference::default(); n];
@@ -159,7 +154,7 @@ impl<'a> CsvFile<'a> {
                 Ok(())
             },
         )?;
-        Ok(all)
+        Ok((all, read))
     }
 
     /// Adds every non-NULL value of a tokenized piece to `inf`, only at the positions `checks`
@@ -260,17 +255,19 @@ impl<'a> CsvFile<'a> {
         Ok(inferred)
     }
 
-    /// Runs `f` on every tokenized piece, a wave of pieces at a time on rayon's pool, and
-    /// hands each wave's results in file order to `sink`; the pages of a finished wave are
-    /// released. When a piece fails while pieces were cut by quote parity, the rest of the
-    /// file is re-cut by reading its records one after another, so that a quote inside an
-    /// unquoted field cannot shift the cuts and the error reported is the first in file order.
+    /// Runs `f` on every tokenized piece (the first `max_pieces`), a wave of pieces at a time
+    /// on rayon's pool, and hands each wave's results in file order to `sink`; the pages of a
+    /// finished wave are released. Returns how many pieces it ran. The pieces are cut just
+    /// ahead of each wave ([`Cuts`]). When a piece fails while pieces were cut by quote
+    /// parity, the rest of the file is re-cut by reading its records one after another, so
+    /// that a quote inside an unquoted field cannot shift the cuts and the error reported is
+    /// the first in file order.
     fn pieces_each<T: Send>(
         &self,
         max_pieces: usize,
         f: impl Fn(usize, usize, u32, &[Tok]) -> Result<T, At> + Sync,
         mut sink: impl FnMut(Vec<T>) -> Result<()>,
-    ) -> Result<()> {
+    ) -> Result<usize> {
         let run = |start: usize, end: usize, piece_no: u32, split: bool| -> Result<T, At> {
             if end - start > MAX_PIECE {
                 return Err(At {
@@ -278,28 +275,45 @@ impl<'a> CsvFile<'a> {
                     msg: format!("a record run longer than {MAX_PIECE} bytes"),
                 });
             }
-            let piece = &self.bytes[start..end];
-            if let Err(valid_up_to) = super::utf8::validate(piece) {
-                return Err(At {
-                    pos: start + valid_up_to,
-                    msg: "invalid UTF-8 (set csv_encoding if the files are not UTF-8)".into(),
-                });
-            }
             // Each worker tokenizes into the buffer it used for its last piece: fresh memory
             // for every piece costs page faults and cache misses on every token written.
             thread_local! {
                 static TOKS: std::cell::Cell<Vec<Tok>> = const { std::cell::Cell::new(Vec::new()) };
             }
-            let toks = self.tokenize(start, end, split, TOKS.take())?;
+            let toks = match self.tokenize(start, end, split, TOKS.take()) {
+                Ok(toks) => toks,
+                // Text is checked as UTF-8 when it is decoded; a record that cannot be read
+                // reports any invalid UTF-8 before it first, as the first error in the file.
+                Err(at) => {
+                    return Err(
+                        match super::utf8::validate(&self.bytes[start..at.pos.clamp(start, end)]) {
+                            Err(k) => At {
+                                pos: start + k,
+                                msg: INVALID_UTF8.into(),
+                            },
+                            Ok(()) => at,
+                        },
+                    );
+                }
+            };
             let out = f(start, end, piece_no, &toks);
             TOKS.set(toks);
             out
         };
-        let mut bounds: Cow<'_, [usize]> = Cow::Borrowed(&self.bounds);
-        let mut split = bounds.len() > 2;
         let wave = (rayon::current_num_threads() * 2).max(2);
+        let mut cuts = Cuts::new(self.bytes, self.body, self.chunk, self.dialect.quote);
+        // The end of a wave's last piece is in the stretch after it: one more the first time.
+        cuts.reach(wave.min(max_pieces).saturating_sub(1), wave + 1);
+        // Pieces cut by quote parity are safe only while no quote sits inside an unquoted
+        // field; one piece alone needs no cut.
+        let mut split = !(cuts.done && cuts.bounds.len() == 2);
         let mut i = 0;
-        while i + 1 < bounds.len() && i < max_pieces {
+        loop {
+            cuts.reach((i + wave).min(max_pieces).saturating_sub(1), wave);
+            let bounds = &cuts.bounds;
+            if i + 1 >= bounds.len() || i >= max_pieces {
+                break;
+            }
             let j = (i + wave).min(bounds.len() - 1).min(max_pieces);
             let results: Vec<Result<T, At>> = (i..j)
                 .into_par_iter()
@@ -310,7 +324,9 @@ impl<'a> CsvFile<'a> {
                     let rest = self
                         .sequential_bounds(bounds[i])
                         .map_err(|at| self.error(at))?;
-                    bounds = Cow::Owned([&bounds[..i], &rest[..]].concat());
+                    cuts.bounds.truncate(i);
+                    cuts.bounds.extend(rest);
+                    cuts.done = true;
                     split = false;
                     continue;
                 }
@@ -325,7 +341,7 @@ impl<'a> CsvFile<'a> {
             sink(results.into_iter().filter_map(Result::ok).collect())?;
             i = j;
         }
-        Ok(())
+        Ok(i)
     }
 
     /// Cuts `bytes[from..]` into pieces of about `chunk` bytes by reading record after
@@ -342,7 +358,7 @@ impl<'a> CsvFile<'a> {
                 Ok(_) => Ok(()),
                 Err(e) => Err(At {
                     pos: from + e.valid_up_to(),
-                    msg: "invalid UTF-8 (set csv_encoding if the files are not UTF-8)".into(),
+                    msg: INVALID_UTF8.into(),
                 }),
             }
         };
@@ -735,63 +751,97 @@ fn unescape(piece: &[u8], t: Tok) -> Vec<u8> {
     out
 }
 
-/// Cuts `bytes[body..]` into pieces of about `size` at newlines outside quotes.
-fn split(
-    bytes: &[u8],
-    body: usize,
+/// The pieces of a file's body, cut a wave at a time at newlines outside quotes.
+///
+/// The body is looked at in stretches of `size` bytes. For each stretch, its quotes are
+/// counted and its first newline at even and at odd quote parity noted (stretches on rayon's
+/// pool); the parity before a stretch is that of all the quotes before it, so its newline
+/// outside quotes is known once the stretches before it are counted, and a piece runs from
+/// one such newline to the next. Stretches are counted only as far as the next wave of pieces
+/// needs, right before those pieces are tokenized: each page is first touched once, and can
+/// be released as soon as its records are decoded.
+struct Cuts<'a> {
+    bytes: &'a [u8],
     size: usize,
     quote: u8,
-    release: &(dyn Fn(usize, usize) + Sync),
-) -> Vec<usize> {
-    let len = bytes.len();
-    let starts: Vec<usize> = (body..len).step_by(size.max(1)).collect();
-    // For each fixed piece: quote count, first newline at even and at odd quote parity.
-    let scans: Vec<(usize, Option<usize>, Option<usize>)> = starts
-        .par_iter()
-        .map(|&s| {
-            let e = (s + size).min(len);
-            let piece = &bytes[s..e];
-            let (mut quotes, mut even, mut odd) = (0usize, None, None);
-            let mut i = 0;
-            while let Some(k) = memchr2(quote, b'\n', &piece[i..]) {
-                let p = i + k;
-                if piece[p] == quote {
-                    quotes += 1;
-                } else if quotes % 2 == 0 {
-                    even.get_or_insert(s + p);
-                } else {
-                    odd.get_or_insert(s + p);
+    /// Piece boundaries found so far: piece i is `bytes[bounds[i]..bounds[i + 1]]`.
+    bounds: Vec<usize>,
+    /// Where the first stretch not yet counted starts.
+    next: usize,
+    /// Whether `next` lies inside quotes.
+    inside: bool,
+    /// Whether `bounds` ends at the end of the file.
+    done: bool,
+}
+
+impl<'a> Cuts<'a> {
+    fn new(bytes: &'a [u8], body: usize, size: usize, quote: u8) -> Self {
+        Cuts {
+            bytes,
+            size: size.max(1),
+            quote,
+            bounds: vec![body],
+            next: body,
+            inside: false,
+            done: false,
+        }
+    }
+
+    /// Counts stretches, `batch` at a time, until piece `piece` has both its boundaries (or
+    /// the file has fewer pieces).
+    fn reach(&mut self, piece: usize, batch: usize) {
+        let (bytes, size, quote) = (self.bytes, self.size, self.quote);
+        let len = bytes.len();
+        while !self.done && self.bounds.len() <= piece + 1 {
+            let starts: Vec<usize> = (self.next..len).step_by(size).take(batch.max(1)).collect();
+            // For each stretch: quote count, first newline at even and at odd quote parity.
+            let scans: Vec<(usize, Option<usize>, Option<usize>)> = starts
+                .par_iter()
+                .map(|&s| {
+                    let piece = &bytes[s..(s + size).min(len)];
+                    let (mut quotes, mut even, mut odd) = (0usize, None, None);
+                    let mut i = 0;
+                    while let Some(k) = memchr2(quote, b'\n', &piece[i..]) {
+                        let p = i + k;
+                        if piece[p] == quote {
+                            quotes += 1;
+                        } else if quotes % 2 == 0 {
+                            even.get_or_insert(s + p);
+                        } else {
+                            odd.get_or_insert(s + p);
+                        }
+                        i = p + 1;
+                        if even.is_some() && odd.is_some() {
+                            quotes += memchr::memchr_iter(quote, &piece[i..]).count();
+                            break;
+                        }
+                    }
+                    (quotes, even, odd)
+                })
+                .collect();
+            for (&s, (quotes, even, odd)) in starts.iter().zip(scans) {
+                // The first stretch starts the body, which is a boundary already.
+                if s > self.bounds[0] {
+                    let nl = if self.inside { odd } else { even };
+                    if let Some(nl) = nl
+                        && nl + 1 > *self.bounds.last().unwrap()
+                        && nl + 1 < len
+                    {
+                        self.bounds.push(nl + 1);
+                    }
                 }
-                i = p + 1;
-                if even.is_some() && odd.is_some() {
-                    quotes += memchr::memchr_iter(quote, &piece[i..]).count();
-                    break;
-                }
+                self.inside ^= quotes % 2 == 1;
             }
-            release(s, e);
-            (quotes, even, odd)
-        })
-        .collect();
-    let mut bounds = vec![body];
-    let mut inside = false;
-    for (i, (quotes, even, odd)) in scans.iter().enumerate() {
-        if i > 0 {
-            let nl = if inside { odd } else { even };
-            if let Some(nl) = nl
-                && nl + 1 > *bounds.last().unwrap()
-                && nl + 1 < len
-            {
-                bounds.push(nl + 1);
+            self.next = starts.last().map_or(len, |&s| (s + size).min(len));
+            if self.next >= len {
+                let last = *self.bounds.last().unwrap();
+                if len > last || self.bounds.len() == 1 {
+                    self.bounds.push(len.max(last));
+                }
+                self.done = true;
             }
         }
-        inside ^= quotes % 2 == 1;
     }
-    bounds.push(len.max(body));
-    bounds.dedup();
-    if bounds.len() == 1 {
-        bounds.push(body);
-    }
-    bounds
 }
 
 /// Decodes one tokenized piece into the columns of a change batch.
@@ -968,8 +1018,17 @@ impl PieceDecoder<'_, '_> {
         let mut start = 0;
         while start < rows {
             let end = (start + block).min(rows);
+            // Of the block's bad values, the first in the file is reported.
+            let mut bad: Option<At> = None;
             for c in cols.iter_mut().flatten() {
-                c.append(self, start, end)?;
+                if let Err(at) = c.append(self, start, end)
+                    && bad.as_ref().is_none_or(|b| at.pos < b.pos)
+                {
+                    bad = Some(at);
+                }
+            }
+            if let Some(at) = bad {
+                return Err(at);
             }
             start = end;
         }
@@ -1014,7 +1073,8 @@ enum Builder {
     Micros(TimestampMicrosecondBuilder, types::Days),
     Nanos(TimestampNanosecondBuilder, types::Days),
     Binary(BinaryBuilder),
-    Text(StringBuilder),
+    /// Text, kept as bytes until [`Column::append`] has checked that they are UTF-8.
+    Text(BinaryBuilder),
 }
 
 impl<'n> Column<'n> {
@@ -1047,7 +1107,7 @@ impl<'n> Column<'n> {
                 types::Days::default(),
             ),
             DataType::Binary => Builder::Binary(BinaryBuilder::with_capacity(rows, 0)),
-            _ => Builder::Text(StringBuilder::with_capacity(rows, text)),
+            _ => Builder::Text(BinaryBuilder::with_capacity(rows, text)),
         };
         Column {
             pos,
@@ -1122,20 +1182,43 @@ impl<'n> Column<'n> {
                 .and_then(|m| m.checked_mul(1000))),
             Builder::Binary(b) => build!(b, types::parse_hex),
             Builder::Text(b) => {
+                // The values of the block are checked as UTF-8 all at once, while they are in
+                // the cache: together they are UTF-8 and no value starts with a continuation
+                // byte exactly when each value is UTF-8 on its own.
+                let from = b.values_slice().len();
+                let mut continuation = false;
                 for t in toks {
                     if is_null(d.piece, t, null) {
                         b.append_null();
                     } else {
                         let v = field(d.piece, t);
-                        // SAFETY: the piece was checked as UTF-8 before it was tokenized, and
-                        // fields are cut (and doubled quotes undone) only at ASCII bytes, so
-                        // every field is UTF-8 too.
-                        b.append_value(unsafe { std::str::from_utf8_unchecked(&v) });
+                        continuation |= v.first().is_some_and(|&c| c & 0xC0 == 0x80);
+                        b.append_value(&*v);
                     }
+                }
+                if continuation || super::utf8::validate(&b.values_slice()[from..]).is_err() {
+                    return Err(self.invalid_utf8(d, start, end));
                 }
             }
         }
         Ok(())
+    }
+
+    /// Where the first value of rows `start..end` that is not UTF-8 goes wrong.
+    fn invalid_utf8(&self, d: &PieceDecoder<'_, '_>, start: usize, end: usize) -> At {
+        let msg = || INVALID_UTF8.to_string();
+        for row in start..end {
+            let t = d.tok(row, self.pos);
+            let from = (t.start & OFFSET) as usize;
+            // Doubled quotes are ASCII, so the field as written fails where its value does.
+            if let Err(k) = super::utf8::validate(&d.piece[from..t.end as usize]) {
+                return At {
+                    pos: d.base + from + k,
+                    msg: msg(),
+                };
+            }
+        }
+        d.at(d.tok(start, self.pos), msg())
     }
 
     fn finish(self, d: &PieceDecoder<'_, '_>) -> Result<ArrayRef, At> {
@@ -1168,7 +1251,10 @@ impl<'n> Column<'n> {
             },
             Builder::Binary(mut b) => Arc::new(b.finish()),
             Builder::Text(mut b) => {
-                let text: ArrayRef = Arc::new(b.finish());
+                let (offsets, values, nulls) = b.finish().into_parts();
+                // SAFETY: `append` checked every value as UTF-8.
+                let text: ArrayRef =
+                    Arc::new(unsafe { StringArray::new_unchecked(offsets, values, nulls) });
                 if *ty == DataType::Utf8 {
                     text
                 } else {
@@ -1287,7 +1373,7 @@ mod tests {
         let mut fast_taken = 0;
         for text in cases {
             let f = CsvFile::open(text.as_bytes(), "t.csv", &d, 1 << 20).unwrap();
-            let (start, end) = (f.bounds[0], text.len());
+            let (start, end) = (f.body, text.len());
             let careful = f.tokenize_careful(start, end, false);
             if let Some(fast) = f.tokenize_fast(start, end, Vec::new()) {
                 fast_taken += 1;
@@ -1347,7 +1433,7 @@ mod tests {
                 text.pop();
             }
             let f = CsvFile::open(&text, "t.csv", &d, 1 << 20).unwrap();
-            let (start, end) = (f.bounds[0], text.len());
+            let (start, end) = (f.body, text.len());
             let careful = f.tokenize_careful(start, end, true);
             match f.tokenize_fast(start, end, Vec::new()) {
                 Some(fast) => {
@@ -1389,10 +1475,70 @@ mod tests {
             e.message(),
             "t.csv:3:1: expected 2 fields as in the header, found 1"
         );
-        let bad = b"a,b\n1,\xff\n";
-        let d = dialect();
-        let f = CsvFile::open(bad, "t.csv", &d, 4).unwrap();
-        let e = f.infer().unwrap_err();
+        let e = text_values(b"a,b\n1,\xff\n", 4).unwrap_err();
         assert!(e.message().starts_with("t.csv:2:3: invalid UTF-8"), "{e}");
+    }
+
+    /// Every value of a file whose columns are all text, decoded with pieces of `chunk`.
+    fn text_values(text: &[u8], chunk: usize) -> Result<Vec<String>> {
+        use arrow::array::AsArray;
+        use arrow::datatypes::{Field, Schema};
+        let d = dialect();
+        let f = CsvFile::open(text, "t.csv", &d, chunk)?;
+        let fields: Vec<Field> = f
+            .header
+            .iter()
+            .map(|h| Field::new(h, DataType::Utf8, true))
+            .collect();
+        let layout = TableLayout::refresh_of(Arc::new(Schema::new(fields)), false);
+        let plan = layout.plan(&f.header, "t.csv")?;
+        let mut out = Vec::new();
+        for b in f.decode(&layout, &plan, 0)? {
+            for r in 0..b.num_rows() {
+                for c in b.columns() {
+                    out.push(c.as_string::<i32>().value(r).to_string());
+                }
+            }
+        }
+        Ok(out)
+    }
+
+    #[test]
+    fn invalid_utf8_is_found_in_text_values_wherever_it_is() {
+        let bad = |text: &[u8], chunk: usize, place: &str| {
+            let e = text_values(text, chunk).unwrap_err();
+            let want = format!("t.csv:{place}: invalid UTF-8");
+            assert!(e.message().starts_with(&want), "{e}, wanted {want}");
+        };
+        // A lead byte ending one value and its continuation starting the next one: each
+        // value is invalid though the two side by side are not.
+        bad(b"a,b\n1,x\xC3\n2,\xA9y\n", 1 << 20, "2:4");
+        bad(b"a,b\n1,x\xC3\n\xA9,y\n", 1 << 20, "2:4");
+        // Inside a quoted field with a doubled quote, and a surrogate (ED A0 80).
+        bad(b"a,b\n1,\"q\"\"\xff\"\n", 1 << 20, "2:7");
+        bad(b"a,b\n1,ok\n2,\xED\xA0\x80\n", 1 << 20, "3:3");
+        // Before a record that cannot be read: the first problem in the file is reported.
+        bad(b"a,b\n1,\xff\n2\n", 1 << 20, "2:3");
+        // Far into the file, in a later piece and a later block of rows.
+        let mut text = b"a,b\n".to_vec();
+        for i in 0..20_000 {
+            if i == 17_000 {
+                text.extend_from_slice(b"17000,caf\xE9\n");
+            } else {
+                text.extend_from_slice(format!("{i},café 東京 😀 {i}\n").as_bytes());
+            }
+        }
+        for chunk in [64, 4096, 1 << 20] {
+            bad(&text, chunk, "17002:10");
+        }
+        // Well-formed text of every width reads back as it was written.
+        let good = "a,b\né,\"東京, \"\"😀\"\"\"\nÿ,\n";
+        for chunk in [1, 5, 1 << 20] {
+            assert_eq!(
+                text_values(good.as_bytes(), chunk).unwrap(),
+                ["é", "東京, \"😀\"", "ÿ", ""],
+                "chunk {chunk}"
+            );
+        }
     }
 }

@@ -34,6 +34,20 @@ pub struct TableLayout {
 }
 
 impl TableLayout {
+    /// A refresh of `columns` with the default names of the extra columns (`hvr_op`,
+    /// `is_deleted`, `hvr_integ_seq`): for reading files outside a call.
+    pub fn refresh_of(columns: SchemaRef, keep_extras: bool) -> Self {
+        TableLayout {
+            columns,
+            keys: vec![],
+            op_column: "hvr_op".into(),
+            delete_column: "is_deleted".into(),
+            seq_column: "hvr_integ_seq".into(),
+            keep_extras,
+            refresh: true,
+        }
+    }
+
     /// The schema of a change batch: the data columns, then op and order.
     pub fn change_schema(&self) -> SchemaRef {
         let mut fields: Vec<Arc<Field>> = self.columns.fields().iter().cloned().collect();

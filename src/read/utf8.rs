@@ -1,9 +1,10 @@
-//! UTF-8 validation of CSV pieces. A piece is checked whole by simdutf8 (AVX2 or SSE4.2,
-//! chosen at run time); only a piece it rejects is walked again to find where: runs of ASCII
-//! skipped 32 bytes at a time (SSE2, which every x86_64 has), each other character checked
-//! against the table of well-formed byte sequences (Unicode 15, table 3-7). HVR's CSV is
-//! mostly ASCII with a few characters elsewhere, which is where `std::str::from_utf8` leaves
-//! its fast path on every one.
+//! UTF-8 validation of CSV text. The text values of a block of rows are checked at once by
+//! simdutf8 (AVX2 or SSE4.2, chosen at run time) right after they are decoded, so numbers,
+//! dates and other ASCII-only columns are never scanned for it. Only text it rejects is
+//! walked again to find where: runs of ASCII skipped 32 bytes at a time (SSE2, which every
+//! x86_64 has), each other character checked against the table of well-formed byte
+//! sequences (Unicode 15, table 3-7). HVR's CSV is mostly ASCII with a few characters
+//! elsewhere, which is where `std::str::from_utf8` leaves its fast path on every one.
 
 /// `Ok` when `s` is UTF-8, else the offset where the first ill-formed sequence starts (what
 /// `std::str::Utf8Error::valid_up_to` gives).
