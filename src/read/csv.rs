@@ -778,7 +778,7 @@ impl<'a> Cuts<'a> {
     fn new(bytes: &'a [u8], body: usize, size: usize, quote: u8) -> Self {
         Cuts {
             bytes,
-            size: size.max(1),
+            size,
             quote,
             bounds: vec![body],
             next: body,
@@ -793,31 +793,10 @@ impl<'a> Cuts<'a> {
         let (bytes, size, quote) = (self.bytes, self.size, self.quote);
         let len = bytes.len();
         while !self.done && self.bounds.len() <= piece + 1 {
-            let starts: Vec<usize> = (self.next..len).step_by(size).take(batch.max(1)).collect();
-            // For each stretch: quote count, first newline at even and at odd quote parity.
+            let starts: Vec<usize> = (self.next..len).step_by(size).take(batch).collect();
             let scans: Vec<(usize, Option<usize>, Option<usize>)> = starts
                 .par_iter()
-                .map(|&s| {
-                    let piece = &bytes[s..(s + size).min(len)];
-                    let (mut quotes, mut even, mut odd) = (0usize, None, None);
-                    let mut i = 0;
-                    while let Some(k) = memchr2(quote, b'\n', &piece[i..]) {
-                        let p = i + k;
-                        if piece[p] == quote {
-                            quotes += 1;
-                        } else if quotes % 2 == 0 {
-                            even.get_or_insert(s + p);
-                        } else {
-                            odd.get_or_insert(s + p);
-                        }
-                        i = p + 1;
-                        if even.is_some() && odd.is_some() {
-                            quotes += memchr::memchr_iter(quote, &piece[i..]).count();
-                            break;
-                        }
-                    }
-                    (quotes, even, odd)
-                })
+                .map(|&s| count_stretch(&bytes[s..(s + size).min(len)], s, quote))
                 .collect();
             for (&s, (quotes, even, odd)) in starts.iter().zip(scans) {
                 // The first stretch starts the body, which is a boundary already.
@@ -842,6 +821,29 @@ impl<'a> Cuts<'a> {
             }
         }
     }
+}
+
+/// For the stretch `piece`, which starts at `offset` of the file: its quote count, and its
+/// first newline after an even and after an odd number of its quotes.
+fn count_stretch(piece: &[u8], offset: usize, quote: u8) -> (usize, Option<usize>, Option<usize>) {
+    let (mut quotes, mut even, mut odd) = (0usize, None, None);
+    let mut i = 0;
+    while let Some(k) = memchr2(quote, b'\n', &piece[i..]) {
+        let p = i + k;
+        if piece[p] == quote {
+            quotes += 1;
+        } else if quotes % 2 == 0 {
+            even.get_or_insert(offset + p);
+        } else {
+            odd.get_or_insert(offset + p);
+        }
+        i = p + 1;
+        if even.is_some() && odd.is_some() {
+            quotes += memchr::memchr_iter(quote, &piece[i..]).count();
+            break;
+        }
+    }
+    (quotes, even, odd)
 }
 
 /// Decodes one tokenized piece into the columns of a change batch.
