@@ -23,6 +23,7 @@ use std::io::Write;
 use std::sync::Arc;
 
 use arrow::array::{Array, ArrayRef, AsArray, BooleanBufferBuilder, RecordBatch};
+use arrow::buffer::NullBuffer;
 use arrow::datatypes::{
     DataType, Date32Type, Decimal128Type, Float32Type, Float64Type, Int8Type, Int16Type, Int32Type,
     Int64Type, SchemaRef, TimeUnit, TimestampMicrosecondType, TimestampNanosecondType,
@@ -209,7 +210,23 @@ fn put_varint(out: &mut Vec<u8>, mut v: u64) {
 
 /// Calls `f` with each non-null value of a text or binary array, in order.
 fn each_text<'a>(a: &'a ArrayRef, mut f: impl FnMut(&'a [u8])) {
-    let (offsets, data) = match a.data_type() {
+    let (offsets, data) = text_parts(a);
+    let mut one = |i: usize| f(&data[offsets[i] as usize..offsets[i + 1] as usize]);
+    match a.nulls().filter(|v| v.null_count() > 0) {
+        None => (0..a.len()).for_each(&mut one),
+        Some(n) => n.valid_indices().for_each(one),
+    }
+}
+
+/// The bytes from a text or binary array's first value to the end of its last.
+fn text_run(a: &ArrayRef) -> &[u8] {
+    let (offsets, data) = text_parts(a);
+    &data[offsets[0] as usize..offsets[offsets.len() - 1] as usize]
+}
+
+/// A text or binary array's value offsets and bytes.
+fn text_parts(a: &ArrayRef) -> (&[i32], &[u8]) {
+    match a.data_type() {
         DataType::Utf8 => {
             let s = a.as_string::<i32>();
             (s.value_offsets(), s.value_data())
@@ -218,11 +235,6 @@ fn each_text<'a>(a: &'a ArrayRef, mut f: impl FnMut(&'a [u8])) {
             let b = a.as_binary::<i32>();
             (b.value_offsets(), b.value_data())
         }
-    };
-    let mut one = |i: usize| f(&data[offsets[i] as usize..offsets[i + 1] as usize]);
-    match a.nulls().filter(|v| v.null_count() > 0) {
-        None => (0..a.len()).for_each(&mut one),
-        Some(n) => n.valid_indices().for_each(one),
     }
 }
 
@@ -510,20 +522,25 @@ fn put_values(out: &mut Vec<u8>, a: &ArrayRef, descr: &ColumnDescPtr) -> Result<
         ) => {
             let v = a.as_primitive::<Decimal128Type>().values();
             let width = descr.type_length().max(0) as usize;
-            let (mut lo, mut hi) = (i128::MAX, i128::MIN);
-            let mut put = |x: i128| {
-                lo = lo.min(x);
-                hi = hi.max(x);
-                match physical {
-                    Physical::INT32 => out.extend_from_slice(&(x as i32).to_le_bytes()),
-                    Physical::INT64 => out.extend_from_slice(&(x as i64).to_le_bytes()),
-                    _ => out.extend_from_slice(&x.to_be_bytes()[16 - width..]),
+            // Each layout has its own loop, so that a value's bytes are a store of known size.
+            let (lo, hi) = match physical {
+                Physical::INT32 => put_decimals(out, v, nulls, |x| (x as i32).to_le_bytes()),
+                Physical::INT64 => put_decimals(out, v, nulls, |x| (x as i64).to_le_bytes()),
+                _ if width == 16 => put_decimals(out, v, nulls, i128::to_be_bytes),
+                _ => {
+                    let start = out.len();
+                    let (lo, hi) = put_decimals(out, v, nulls, i128::to_be_bytes);
+                    // Only the last `width` bytes of each value are kept: the others are the
+                    // sign's, as the precision allows no more.
+                    let mut keep = start;
+                    for from in (start..out.len()).step_by(16) {
+                        out.copy_within(from + 16 - width..from + 16, keep);
+                        keep += width;
+                    }
+                    out.truncate(keep);
+                    (lo, hi)
                 }
             };
-            match nulls {
-                None => v.iter().for_each(|&x| put(x)),
-                Some(n) => n.valid_indices().for_each(|i| put(v[i])),
-            }
             if lo > hi {
                 Bounds::None
             } else {
@@ -546,6 +563,28 @@ fn put_values(out: &mut Vec<u8>, a: &ArrayRef, descr: &ColumnDescPtr) -> Result<
             )));
         }
     })
+}
+
+/// Appends the non-null values of `v` to `out` as `bytes` makes them; their smallest and
+/// largest (`i128::MAX, i128::MIN` when there is none).
+fn put_decimals<const W: usize>(
+    out: &mut Vec<u8>,
+    v: &[i128],
+    nulls: Option<&NullBuffer>,
+    bytes: impl Fn(i128) -> [u8; W],
+) -> (i128, i128) {
+    let (mut lo, mut hi) = (i128::MAX, i128::MIN);
+    out.reserve(W * v.len());
+    let mut put = |x: i128| {
+        lo = lo.min(x);
+        hi = hi.max(x);
+        out.extend_from_slice(&bytes(x));
+    };
+    match nulls {
+        None => v.iter().for_each(|&x| put(x)),
+        Some(n) => n.valid_indices().for_each(|i| put(v[i])),
+    }
+    (lo, hi)
 }
 
 /// The footer statistics of a column chunk with `bounds` and `nulls` NULLs.
@@ -736,11 +775,22 @@ impl Chunk {
             }
             put_delta(page, lengths, false);
             let mut bounds = TextBounds::default();
+            let mut done = 0;
             for a in parts {
-                each_text(a, |v| {
-                    page.extend_from_slice(v);
-                    bounds.add(v);
-                });
+                // The values are one run of bytes in the array unless a NULL holds bytes.
+                let run = text_run(a);
+                let n = a.len() - a.null_count();
+                let sum: i64 = lengths[done..done + n].iter().sum();
+                done += n;
+                if run.len() as i64 == sum {
+                    page.extend_from_slice(run);
+                    each_text(a, |v| bounds.add(v));
+                } else {
+                    each_text(a, |v| {
+                        page.extend_from_slice(v);
+                        bounds.add(v);
+                    });
+                }
             }
             self.bounds.merge(&bounds.into());
             self.uses(Encoding::DELTA_LENGTH_BYTE_ARRAY);

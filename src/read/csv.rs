@@ -10,11 +10,13 @@
 use std::borrow::Cow;
 use std::sync::Arc;
 
+use arrow::array::NullBufferBuilder;
 use arrow::array::{
     ArrayRef, BinaryBuilder, BooleanBuilder, Date32Builder, Decimal128Builder, Float32Builder,
     Float64Builder, Int8Builder, Int16Builder, Int32Builder, Int64Builder, RecordBatch,
     StringArray, TimestampMicrosecondBuilder, TimestampNanosecondBuilder, new_null_array,
 };
+use arrow::buffer::OffsetBuffer;
 use arrow::datatypes::{DataType, TimeUnit};
 use memchr::{memchr, memchr2};
 use rayon::prelude::*;
@@ -739,16 +741,23 @@ fn field(piece: &[u8], t: Tok) -> Cow<'_, [u8]> {
 #[cold]
 #[inline(never)]
 fn unescape(piece: &[u8], t: Tok) -> Vec<u8> {
+    let mut out = Vec::new();
+    unescape_into(piece, t, &mut out);
+    out
+}
+
+/// Appends a quoted field's text to `out` with its doubled quotes undone.
+#[inline(never)]
+fn unescape_into(piece: &[u8], t: Tok, out: &mut Vec<u8>) {
     let mut v = &piece[(t.start & OFFSET) as usize..t.end as usize];
     let q = piece[(t.start & OFFSET) as usize - 1];
-    let mut out = Vec::with_capacity(v.len());
+    out.reserve(v.len());
     // Runs between quotes are copied whole; each doubled quote leaves one.
     while let Some(i) = memchr::memchr(q, v) {
         out.extend_from_slice(&v[..=i]);
         v = v.get(i + 2..).unwrap_or_default();
     }
     out.extend_from_slice(v);
-    out
 }
 
 /// The pieces of a file's body, cut a wave at a time at newlines outside quotes.
@@ -1032,6 +1041,13 @@ impl PieceDecoder<'_, '_> {
             if let Some(at) = bad {
                 return Err(at);
             }
+            if start == 0 {
+                for c in cols.iter_mut().flatten() {
+                    if let Builder::Text(b) = &mut c.b {
+                        b.reserve_rows(rows);
+                    }
+                }
+            }
             start = end;
         }
         cols.into_iter()
@@ -1076,7 +1092,7 @@ enum Builder {
     Nanos(TimestampNanosecondBuilder, types::Days),
     Binary(BinaryBuilder),
     /// Text, kept as bytes until [`Column::append`] has checked that they are UTF-8.
-    Text(BinaryBuilder),
+    Text(TextValues),
 }
 
 impl<'n> Column<'n> {
@@ -1109,7 +1125,7 @@ impl<'n> Column<'n> {
                 types::Days::default(),
             ),
             DataType::Binary => Builder::Binary(BinaryBuilder::with_capacity(rows, 0)),
-            _ => Builder::Text(BinaryBuilder::with_capacity(rows, text)),
+            _ => Builder::Text(TextValues::with_capacity(rows, text)),
         };
         Column {
             pos,
@@ -1187,18 +1203,16 @@ impl<'n> Column<'n> {
                 // The values of the block are checked as UTF-8 all at once, while they are in
                 // the cache: together they are UTF-8 and no value starts with a continuation
                 // byte exactly when each value is UTF-8 on its own.
-                let from = b.values_slice().len();
+                let from = b.bytes.len();
                 let mut continuation = false;
                 for t in toks {
                     if is_null(d.piece, t, null) {
-                        b.append_null();
+                        b.push_null();
                     } else {
-                        let v = field(d.piece, t);
-                        continuation |= v.first().is_some_and(|&c| c & 0xC0 == 0x80);
-                        b.append_value(&*v);
+                        continuation |= b.push(d.piece, t).is_some_and(|c| c & 0xC0 == 0x80);
                     }
                 }
-                if continuation || super::utf8::validate(&b.values_slice()[from..]).is_err() {
+                if continuation || super::utf8::validate(&b.bytes[from..]).is_err() {
                     return Err(self.invalid_utf8(d, start, end));
                 }
             }
@@ -1253,10 +1267,15 @@ impl<'n> Column<'n> {
             },
             Builder::Binary(mut b) => Arc::new(b.finish()),
             Builder::Text(mut b) => {
-                let (offsets, values, nulls) = b.finish().into_parts();
-                // SAFETY: `append` checked every value as UTF-8.
-                let text: ArrayRef =
-                    Arc::new(unsafe { StringArray::new_unchecked(offsets, values, nulls) });
+                // SAFETY: the offsets start at 0 and never go down, and `append` checked
+                // every value as UTF-8.
+                let text: ArrayRef = Arc::new(unsafe {
+                    StringArray::new_unchecked(
+                        OffsetBuffer::new_unchecked(b.offsets.into()),
+                        b.bytes.into(),
+                        b.nulls.finish(),
+                    )
+                });
                 if *ty == DataType::Utf8 {
                     text
                 } else {
@@ -1269,6 +1288,77 @@ impl<'n> Column<'n> {
                 }
             }
         })
+    }
+}
+
+/// A text column's values as they are decoded: their bytes one after another, where each
+/// ends, and which are NULL.
+struct TextValues {
+    bytes: Vec<u8>,
+    /// Starts with 0; one more for each value.
+    offsets: Vec<i32>,
+    nulls: NullBufferBuilder,
+}
+
+/// The bytes [`TextValues::push`] copies at a time: a short value is one copy of known
+/// size instead of a call to `memcpy`.
+const COPY: usize = 32;
+
+impl TextValues {
+    fn with_capacity(rows: usize, bytes: usize) -> Self {
+        let mut offsets = Vec::with_capacity(rows + 1);
+        offsets.push(0);
+        TextValues {
+            bytes: Vec::with_capacity(bytes),
+            offsets,
+            nulls: NullBufferBuilder::new(rows),
+        }
+    }
+
+    /// Appends the text of field `t` of `piece`; returns its first byte.
+    #[inline(always)]
+    fn push(&mut self, piece: &[u8], t: Tok) -> Option<u8> {
+        let from = (t.start & OFFSET) as usize;
+        let len = t.end as usize - from;
+        let at = self.bytes.len();
+        if t.start & ESCAPED != 0 {
+            unescape_into(piece, t, &mut self.bytes);
+        } else if len <= 2 * COPY
+            && from + 2 * COPY <= piece.len()
+            && self.bytes.capacity() - at >= 2 * COPY
+        {
+            // SAFETY: both ranges of 2 * COPY bytes are in bounds (checked just above), and
+            // the bytes past the value that are copied too lie beyond the new length.
+            unsafe {
+                let src = piece.as_ptr().add(from);
+                let dst = self.bytes.as_mut_ptr().add(at);
+                std::ptr::copy_nonoverlapping(src, dst, COPY);
+                if len > COPY {
+                    std::ptr::copy_nonoverlapping(src.add(COPY), dst.add(COPY), COPY);
+                }
+                self.bytes.set_len(at + len);
+            }
+        } else {
+            self.bytes.extend_from_slice(&piece[from..t.end as usize]);
+        }
+        // A piece is under 1 GiB (`MAX_PIECE`), so its text is.
+        self.offsets.push(self.bytes.len() as i32);
+        self.nulls.append_non_null();
+        self.bytes.get(at).copied()
+    }
+
+    fn push_null(&mut self) {
+        self.offsets.push(self.bytes.len() as i32);
+        self.nulls.append_null();
+    }
+
+    /// Makes room for the rest of a piece's `rows` rows, at the bytes per row so far.
+    fn reserve_rows(&mut self, rows: usize) {
+        let done = self.offsets.len() - 1;
+        if done > 0 && rows > done {
+            let more = self.bytes.len() / done * (rows - done);
+            self.bytes.reserve(more + more / 8 + 2 * COPY);
+        }
     }
 }
 
