@@ -771,7 +771,12 @@ impl Chunk {
             let lengths = &mut scratch.ints;
             lengths.clear();
             for a in parts {
-                each_text(a, |v| lengths.push(v.len() as i64));
+                match a.nulls().filter(|n| n.null_count() > 0) {
+                    None => {
+                        lengths.extend(text_parts(a).0.windows(2).map(|w| (w[1] - w[0]) as i64))
+                    }
+                    Some(_) => each_text(a, |v| lengths.push(v.len() as i64)),
+                }
             }
             put_delta(page, lengths, false);
             let mut bounds = TextBounds::default();
