@@ -12,6 +12,7 @@ use deltalake::kernel::Add;
 use deltalake::operations::write::writer::{DeltaWriter, WriterConfig};
 use futures::StreamExt;
 use tokio::sync::mpsc;
+use tokio::sync::mpsc::error::TrySendError;
 use tokio::task::JoinHandle;
 
 use super::encode::DataFileWriter;
@@ -26,6 +27,10 @@ const SLICE_ROWS: usize = 1 << 16;
 
 /// Statistics columns when the table does not say (Delta's default).
 const INDEXED_COLUMNS: u64 = 32;
+
+fn stopped() -> Error {
+    Error::msg("a data file writer stopped early (its error follows when it is joined)")
+}
 
 /// Writers fed in turn with batches; each writes its own data files.
 pub struct FileSink {
@@ -134,12 +139,21 @@ impl FileSink {
             RecordBatch::try_new(self.schema.clone(), batch.columns().to_vec())?
         };
         // Runs of about SLICE_ROWS rows per writer: a small write stays one file.
-        let i = (self.next / SLICE_ROWS) % self.senders.len();
+        let n = self.senders.len();
+        let i = (self.next / SLICE_ROWS) % n;
+        let spill = self.next >= SLICE_ROWS;
         self.next += batch.num_rows();
-        if self.senders[i].blocking_send(batch).is_err() {
-            crate::bail!("a data file writer stopped early (its error follows when it is joined)");
+        // Past the first run, a batch whose writer is still busy goes to one that has room:
+        // waiting on the busy one would leave the other writers idle.
+        let mut batch = batch;
+        for k in 0..if spill { n } else { 1 } {
+            match self.senders[(i + k) % n].try_send(batch) {
+                Ok(()) => return Ok(()),
+                Err(TrySendError::Full(b)) => batch = b,
+                Err(TrySendError::Closed(_)) => return Err(stopped()),
+            }
         }
-        Ok(())
+        self.senders[i].blocking_send(batch).map_err(|_| stopped())
     }
 
     /// Waits for every writer and returns the files written, uncommitted. On any failure the
