@@ -1,5 +1,6 @@
 //! The parallel CSV reader gives exactly what a plain sequential read gives, whatever the
-//! piece size: boundaries fall inside quoted fields, doubled quotes and multibyte characters.
+//! piece size: boundaries fall inside quoted fields, doubled quotes and multibyte characters,
+//! and values are short or long.
 
 mod helpers;
 
@@ -73,7 +74,14 @@ fn random_csv(rng: &mut Rng, rows: usize, cols: usize) -> String {
                 0 => String::new(),
                 1 => "\"\"".into(),
                 _ => {
-                    let v: String = (0..1 + rng.below(6))
+                    // Now and then a long value: text of 33 to 64 bytes and of more than 64
+                    // is copied differently from short text.
+                    let n = if rng.below(8) == 0 {
+                        10 + rng.below(30)
+                    } else {
+                        1 + rng.below(6)
+                    };
+                    let v: String = (0..n)
                         .map(|_| PIECES[rng.below(PIECES.len() as u64) as usize])
                         .collect();
                     if v.contains([',', '"', '\n']) || rng.below(4) == 0 {
