@@ -28,11 +28,13 @@ const SLICE_ROWS: usize = 1 << 16;
 /// Statistics columns when the table does not say (Delta's default).
 const INDEXED_COLUMNS: u64 = 32;
 
+/// The error of a send to a writer whose task has ended.
 fn stopped() -> Error {
     Error::msg("a data file writer stopped early (its error follows when it is joined)")
 }
 
-/// Writers fed in turn with batches; each writes its own data files.
+/// Writers fed in turn with batches (past the first run, a busy writer's batch goes to one
+/// with room); each writes its own data files.
 pub struct FileSink {
     senders: Vec<mpsc::Sender<RecordBatch>>,
     tasks: Vec<JoinHandle<Result<Vec<Add>>>>,
@@ -130,7 +132,8 @@ impl FileSink {
         })
     }
 
-    /// Hands one batch to the next writer, waiting while it is busy. Call it from a thread
+    /// Hands one batch to the next writer (or, past the first run, to any with room); when
+    /// every one is busy, waits for the next writer. Call it from a thread
     /// outside the runtime. A writer that failed is reported by [`FileSink::finish`].
     pub fn send(&mut self, batch: RecordBatch) -> Result<()> {
         let batch = if batch.schema() == self.schema {
