@@ -522,24 +522,21 @@ fn put_values(out: &mut Vec<u8>, a: &ArrayRef, descr: &ColumnDescPtr) -> Result<
         ) => {
             let v = a.as_primitive::<Decimal128Type>().values();
             let width = descr.type_length().max(0) as usize;
-            // Each layout has its own loop, so that a value's bytes are a store of known size.
+            // Each layout has its own loop, so that a value's bytes are a store of known size
+            // (FIXED_LEN_BYTE_ARRAY narrower than 16 keeps the last `width` bytes).
             let (lo, hi) = match physical {
-                Physical::INT32 => put_decimals(out, v, nulls, |x| (x as i32).to_le_bytes()),
-                Physical::INT64 => put_decimals(out, v, nulls, |x| (x as i64).to_le_bytes()),
-                _ if width == 16 => put_decimals(out, v, nulls, i128::to_be_bytes),
-                _ => {
-                    let start = out.len();
-                    let (lo, hi) = put_decimals(out, v, nulls, i128::to_be_bytes);
-                    // Only the last `width` bytes of each value are kept: the others are the
-                    // sign's, as the precision allows no more.
-                    let mut keep = start;
-                    for from in (start..out.len()).step_by(16) {
-                        out.copy_within(from + 16 - width..from + 16, keep);
-                        keep += width;
-                    }
-                    out.truncate(keep);
-                    (lo, hi)
+                Physical::INT32 => put_decimals(out, v, nulls, |o, x| {
+                    o.extend_from_slice(&(x as i32).to_le_bytes())
+                }),
+                Physical::INT64 => put_decimals(out, v, nulls, |o, x| {
+                    o.extend_from_slice(&(x as i64).to_le_bytes())
+                }),
+                _ if width == 16 => {
+                    put_decimals(out, v, nulls, |o, x| o.extend_from_slice(&x.to_be_bytes()))
                 }
+                _ => put_decimals(out, v, nulls, |o, x| {
+                    o.extend_from_slice(&x.to_be_bytes()[16 - width..])
+                }),
             };
             if lo > hi {
                 Bounds::None
@@ -565,20 +562,20 @@ fn put_values(out: &mut Vec<u8>, a: &ArrayRef, descr: &ColumnDescPtr) -> Result<
     })
 }
 
-/// Appends the non-null values of `v` to `out` as `bytes` makes them; their smallest and
-/// largest (`i128::MAX, i128::MIN` when there is none).
-fn put_decimals<const W: usize>(
+/// Appends the non-null values of `v` to `out` with `put_one`; their smallest and largest
+/// (`i128::MAX, i128::MIN` when there is none).
+fn put_decimals(
     out: &mut Vec<u8>,
     v: &[i128],
     nulls: Option<&NullBuffer>,
-    bytes: impl Fn(i128) -> [u8; W],
+    put_one: impl Fn(&mut Vec<u8>, i128),
 ) -> (i128, i128) {
     let (mut lo, mut hi) = (i128::MAX, i128::MIN);
-    out.reserve(W * v.len());
+    out.reserve(16 * v.len());
     let mut put = |x: i128| {
         lo = lo.min(x);
         hi = hi.max(x);
-        out.extend_from_slice(&bytes(x));
+        put_one(out, x);
     };
     match nulls {
         None => v.iter().for_each(|&x| put(x)),
