@@ -174,6 +174,67 @@ fn compress(
     Ok(Bytes::copy_from_slice(packed))
 }
 
+/// Whether a column's data pages are worth compressing, learnt from the pages before: a page
+/// zstd shrinks by less than a 32nd is followed by pages stored as they are (in a zstd frame
+/// of raw blocks, [`stored`]), first 4, then twice as many after each page that still does
+/// not shrink, up to 32, so a column whose values do not compress (delta-packed random
+/// integers and timestamps) costs zstd a page in 33 and one that starts to compress is
+/// compressed again soon.
+#[derive(Default)]
+struct Squeeze {
+    /// Pages still to store without trying.
+    skip: u32,
+    /// How many to store after the next page that does not shrink.
+    run: u32,
+}
+
+impl Squeeze {
+    fn page(
+        &mut self,
+        zstd: &mut zstd::bulk::Compressor<'static>,
+        packed: &mut Vec<u8>,
+        input: &[u8],
+    ) -> Result<Bytes> {
+        if self.skip > 0 {
+            self.skip -= 1;
+            return Ok(stored(input));
+        }
+        let data = compress(zstd, packed, input)?;
+        if data.len() + input.len() / 32 >= input.len() {
+            self.run = (self.run * 2).clamp(4, 32);
+            self.skip = self.run;
+        } else {
+            self.run = 0;
+        }
+        Ok(data)
+    }
+}
+
+/// `input` as a zstd frame (RFC 8878) of raw blocks: what zstd itself writes for bytes it
+/// cannot shrink, built without searching them. The frame is single-segment with its
+/// content size in 4 bytes and no checksum; blocks are at most 128 KiB.
+fn stored(input: &[u8]) -> Bytes {
+    const BLOCK: usize = 128 << 10;
+    let blocks = input.len().div_ceil(BLOCK).max(1);
+    let mut out = Vec::with_capacity(input.len() + 9 + 3 * blocks);
+    out.extend_from_slice(&0xFD2F_B528u32.to_le_bytes());
+    out.push(0b1010_0000); // content size in 4 bytes, single segment
+    out.extend_from_slice(&(input.len() as u32).to_le_bytes());
+    let mut rest = input;
+    loop {
+        let n = rest.len().min(BLOCK);
+        let last = (n == rest.len()) as u32;
+        // block type 0 (raw) in bits 1-2, its size from bit 3
+        out.extend_from_slice(&(last | (n as u32) << 3).to_le_bytes()[..3]);
+        out.extend_from_slice(&rest[..n]);
+        rest = &rest[n..];
+        if last == 1 {
+            break;
+        }
+    }
+    Bytes::from(out)
+}
+
 /// Writes the definition levels of `parts` (one page, bit width 1) as a v1 page wants them:
 /// their length, then one RLE run when nothing is NULL, or one bit-packed run that is the
 /// validity bitmap.
@@ -725,6 +786,7 @@ impl Chunk {
         descr: &ColumnDescPtr,
         parts: &[ArrayRef],
         scratch: &mut Scratch,
+        squeeze: &mut Squeeze,
         plain_encodings: bool,
     ) -> Result<()> {
         let (rows, nulls) = parts
@@ -812,7 +874,7 @@ impl Chunk {
             }
         }
         let size = page.len();
-        let data = compress(&mut scratch.zstd, &mut scratch.packed, &scratch.page)?;
+        let data = squeeze.page(&mut scratch.zstd, &mut scratch.packed, &scratch.page)?;
         let spec = SerializedPageWriter::new(&mut self.sink).write_page(CompressedPage::new(
             Page::DataPage {
                 buf: data,
@@ -931,6 +993,8 @@ pub struct DataFileWriter {
     /// Whether pages are only PLAIN or dictionary (no delta encodings).
     plain_encodings: bool,
     scratch: Scratch,
+    /// Per column: whether its pages are worth compressing.
+    squeeze: Vec<Squeeze>,
     pending: Vec<RecordBatch>,
     pending_rows: usize,
     open: Option<OpenFile>,
@@ -956,7 +1020,10 @@ impl DataFileWriter {
             .build();
         add_encoded_arrow_schema_to_metadata(&schema, &mut properties);
         let parquet_schema = ArrowSchemaConverter::new().convert(&schema)?;
+        let squeeze = parquet_schema.columns().iter().map(|_| Squeeze::default());
+        let squeeze = squeeze.collect();
         Ok(DataFileWriter {
+            squeeze,
             store,
             schema,
             columns: parquet_schema.columns().to_vec(),
@@ -1044,7 +1111,14 @@ impl DataFileWriter {
         self.pending_rows -= rows;
         for (i, (descr, chunk)) in self.columns.iter().zip(&mut f.chunks).enumerate() {
             let arrays: Vec<ArrayRef> = parts.iter().map(|b| b.column(i).clone()).collect();
-            chunk.page(descr, &arrays, &mut self.scratch, self.plain_encodings)?;
+            let squeeze = &mut self.squeeze[i];
+            chunk.page(
+                descr,
+                &arrays,
+                &mut self.scratch,
+                squeeze,
+                self.plain_encodings,
+            )?;
         }
         f.group_rows += rows;
         if f.group_rows == ROW_GROUP_ROWS {
@@ -1255,5 +1329,67 @@ fn decimal_stat(unscaled: i128, precision: u8, scale: i8) -> Value {
         Value::from(v.round() as i64)
     } else {
         Value::from(v)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Bytes zstd cannot shrink (an xorshift stream), `n` of them.
+    fn noise(n: usize) -> Vec<u8> {
+        let mut x = 0x9E37_79B9_7F4A_7C15u64;
+        (0..n)
+            .map(|_| {
+                x ^= x << 13;
+                x ^= x >> 7;
+                x ^= x << 17;
+                x as u8
+            })
+            .collect()
+    }
+
+    #[test]
+    fn stored_pages_are_zstd_frames_any_decoder_reads() {
+        for n in [0, 1, 1000, 128 << 10, (128 << 10) + 1, 300_000] {
+            let input = noise(n);
+            let frame = stored(&input);
+            assert_eq!(frame.len(), n + 9 + 3 * n.div_ceil(128 << 10).max(1), "{n}");
+            assert_eq!(zstd::stream::decode_all(&frame[..]).unwrap(), input, "{n}");
+            let mut out = Vec::with_capacity(n);
+            zstd::bulk::Decompressor::new()
+                .unwrap()
+                .decompress_to_buffer(&frame[..], &mut out)
+                .unwrap();
+            assert_eq!(out, input, "{n}");
+        }
+    }
+
+    #[test]
+    fn pages_that_do_not_shrink_are_stored_then_tried_again() {
+        let mut zstd = zstd::bulk::Compressor::new(ZSTD_LEVEL).unwrap();
+        let mut packed = Vec::new();
+        let mut squeeze = Squeeze::default();
+        let raw = noise(50_000);
+        let is_stored = |b: &Bytes| b.len() == raw.len() + 12 && b[4] == 0b1010_0000;
+        let mut tried = Vec::new();
+        for _ in 0..60 {
+            let page = squeeze.page(&mut zstd, &mut packed, &raw).unwrap();
+            tried.push(!is_stored(&page));
+        }
+        // Tried at pages 0, 5, 14, 31, 64 ...: runs of 4, 8, 16, 32 stored between.
+        let at: Vec<usize> = (0..60).filter(|&i| tried[i]).collect();
+        assert_eq!(at, [0, 5, 14, 31]);
+        // A page that shrinks is compressed, and so is the next one.
+        let text = b"the same words again and again, ".repeat(2000);
+        squeeze.skip = 0;
+        for _ in 0..2 {
+            let page = squeeze.page(&mut zstd, &mut packed, &text).unwrap();
+            assert!(page.len() < text.len() / 10);
+        }
+        assert_eq!((squeeze.skip, squeeze.run), (0, 0));
+        let page = squeeze.page(&mut zstd, &mut packed, &raw).unwrap();
+        assert!(!is_stored(&page));
+        assert_eq!(squeeze.skip, 4);
     }
 }
