@@ -193,7 +193,7 @@ fn copy_dir(from: &Path, to: &Path) {
 
 fn decode(text: &str, refresh: bool) -> (Vec<RecordBatch>, TableLayout) {
     let dialect = settings(Path::new("/tmp")).csv;
-    let f = CsvFile::open(text.as_bytes(), "bench.csv", &dialect, 4 << 20).unwrap();
+    let f = CsvFile::open(text.as_bytes(), "bench.csv", &dialect, 2 << 20).unwrap();
     let l = layout(refresh);
     let plan: FileColumns = l.plan(&f.header, "bench.csv").unwrap();
     (f.decode(&l, &plan, 0).unwrap(), l)
@@ -213,7 +213,7 @@ fn benches(c: &mut Criterion) {
     });
     g.bench_function("infer_1m_rows", |b| {
         b.iter(|| {
-            CsvFile::open(refresh.as_bytes(), "bench.csv", &dialect, 4 << 20)
+            CsvFile::open(refresh.as_bytes(), "bench.csv", &dialect, 2 << 20)
                 .unwrap()
                 .infer()
                 .unwrap()

@@ -178,7 +178,7 @@ pub const SETTINGS: &[SettingDoc] = &[
     },
     SettingDoc {
         name: "chunk_bytes",
-        default: "4194304",
+        default: "2097152",
         doc: "size of the pieces a file is cut into for parallel parsing",
     },
 ];
