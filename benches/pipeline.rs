@@ -19,6 +19,11 @@ use hvrlake::read::{FileColumns, TableLayout};
 use hvrlake::settings::Settings;
 use hvrlake::{coalesce, commit};
 
+// The binary's allocator, set up as the binary sets it (`cli::tune_allocator`): the stages are
+// timed as they run in hvrlake, not on the system allocator.
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 const TABLE_ROWS: u64 = 1_000_000;
 const CYCLE_CHANGES: u64 = 250_000;
 const COLUMNS: &[&str] = &[
@@ -200,6 +205,7 @@ fn decode(text: &str, refresh: bool) -> (Vec<RecordBatch>, TableLayout) {
 }
 
 fn benches(c: &mut Criterion) {
+    hvrlake::cli::tune_allocator();
     let rt = tokio::runtime::Runtime::new().unwrap();
     let refresh = refresh_csv(TABLE_ROWS);
     let cycle = cycle_csv(CYCLE_CHANGES, TABLE_ROWS);
