@@ -506,6 +506,22 @@ fn read_file(
     builder.with_batch_size(65536).build().map_err(at)
 }
 
+/// The bytes of a data file of a table on a local file system, memory-mapped: read from
+/// the page cache as they are decoded instead of copied into fresh memory first.
+fn map_data_file(
+    fs: &object_store::local::LocalFileSystem,
+    path: &deltalake::Path,
+) -> Result<bytes::Bytes> {
+    let at = |e: &dyn std::fmt::Display| Error::msg(format!("{path}: {e}"));
+    let file = fs.path_to_filesystem(path).map_err(|e| at(&e))?;
+    let file = std::fs::File::open(file).map_err(|e| at(&e))?;
+    // SAFETY: a Delta data file is written once and never changed in place; a file of the
+    // table's current version is only removed by a vacuum long after a newer version
+    // removed it, and removing a mapped file leaves the mapping readable.
+    let map = unsafe { memmap2::Mmap::map(&file) }.map_err(|e| at(&e))?;
+    Ok(bytes::Bytes::from_owner(map))
+}
+
 /// Streams the rows of one data file that `marks` (its changed rows, found by
 /// [`mark_changed`]) leaves in to `sink`, a batch at a time.
 fn copy_unchanged(
@@ -642,13 +658,23 @@ async fn rewrite(
         .try_collect::<Vec<_>>()
         .await;
     } else {
+        // A table on a local file system: its data files are mapped, not read into memory.
+        let local = match table.table_url().to_file_path() {
+            Ok(root) if table.table_url().scheme() == "file" => {
+                object_store::local::LocalFileSystem::new_with_prefix(root).ok()
+            }
+            _ => None,
+        };
         for wave in candidates.chunks(writers.max(1)) {
             // Copy-on-write (no deletion vectors in the table): whole files are fetched.
             let fetched: Result<Vec<(bytes::Bytes, Remove)>> =
                 futures::stream::iter(wave.iter().cloned().map(|(path, remove, _)| {
-                    let store = store.clone();
+                    let (store, local) = (store.clone(), &local);
                     async move {
-                        let bytes = store.get(&path).await?.bytes().await?;
+                        let bytes = match local {
+                            Some(fs) => map_data_file(fs, &path)?,
+                            None => store.get(&path).await?.bytes().await?,
+                        };
                         Ok::<_, Error>((bytes, remove))
                     }
                 }))
