@@ -49,12 +49,20 @@ pub fn encode_seq(text: &[u8], out: &mut Vec<u8>) -> bool {
     for part in text.split(|&b| b == b'|') {
         let start = part.iter().position(|&b| b != b'0').unwrap_or(part.len());
         let digits = &part[start..];
-        if part.is_empty() || digits.len() > 255 || !part.iter().all(u8::is_ascii_hexdigit) {
+        if part.is_empty() || digits.len() > 255 {
             return false;
         }
         out.push(1);
         out.push(digits.len() as u8);
-        out.extend(digits.iter().map(u8::to_ascii_lowercase));
+        // `| 0x20` keeps a digit and lower-cases A-F; both passes run without a branch per
+        // byte (an integrate decodes one of these per change).
+        out.extend(digits.iter().map(|&b| b | 0x20));
+        let hex = digits.iter().fold(true, |ok, &b| {
+            ok & (b.is_ascii_digit() | (b'a'..=b'f').contains(&(b | 0x20)))
+        });
+        if !hex {
+            return false;
+        }
     }
     out.push(0);
     true
@@ -158,6 +166,16 @@ mod tests {
         let mut v = Vec::new();
         assert!(!encode_seq(b"12g", &mut v));
         assert!(!encode_seq(b"1||2", &mut v));
+        for b in 0..=255u8 {
+            let hex = encode_seq(&[b'1', b], &mut v);
+            assert_eq!(hex, b.is_ascii_hexdigit(), "byte {b:#04x}");
+            if hex {
+                assert_eq!(
+                    enc(&format!("1{}", b as char)),
+                    enc(&format!("1{}", (b as char).to_ascii_lowercase()))
+                );
+            }
+        }
     }
 
     #[test]
