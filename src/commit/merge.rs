@@ -503,7 +503,12 @@ fn read_file(
         let mask = columns_named(builder.schema(), builder.parquet_schema(), only);
         builder = builder.with_projection(mask);
     }
-    builder.with_batch_size(65536).build().map_err(at)
+    // A page's worth of rows (commit::encode::PAGE_ROWS): a batch, its filtered copy and
+    // its pages stay in cache (against 65,536: 15 pairs, CPU 0.968, peak 343 -> 310 MiB).
+    builder
+        .with_batch_size(super::encode::PAGE_ROWS)
+        .build()
+        .map_err(at)
 }
 
 /// The bytes of a data file of a table on a local file system, memory-mapped: read from
