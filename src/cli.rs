@@ -20,9 +20,9 @@ const PURGE_DELAY: libmimalloc_sys::mi_option_t = 15;
 /// It also reserves a 1 GiB arena (address space; pages are backed as they are first written)
 /// that mimalloc marks for transparent huge pages (`MADV_HUGEPAGE`, which Linux's default THP
 /// mode `madvise` waits for): the buffers a cycle fills then fault in 2 MiB at a time instead
-/// of 4 KiB, and take fewer TLB misses (an integrate: page faults 67k -> 14k, CPU 0.94; a
-/// refresh: CPU 0.89; docs/benchmarks.md, session 13). MIMALLOC_RESERVE_OS_MEMORY, when set,
-/// decides instead (mimalloc reserves it itself at start-up).
+/// of 4 KiB (an integrate: page faults 67k -> 14k, CPU 0.86-0.88; a refresh: no change that
+/// holds; docs/benchmarks.md, session 13). MIMALLOC_RESERVE_OS_MEMORY, when set, decides
+/// instead (mimalloc reserves it itself at start-up).
 pub fn tune_allocator() {
     if std::env::var_os("MIMALLOC_PURGE_DELAY").is_none() {
         // SAFETY: sets one of mimalloc's options, which it reads when it purges.

@@ -511,20 +511,20 @@ fn read_file(
         .map_err(at)
 }
 
-/// The bytes of a data file of a table on a local file system, memory-mapped: read from
-/// the page cache as they are decoded instead of copied into fresh memory first.
+/// The bytes of a data file of a table on a local file system, memory-mapped
+/// ([`crate::read::source::map_file`]; a Delta data file is written once and never changed in
+/// place): read from the page cache as they are decoded instead of copied into fresh memory.
 fn map_data_file(
     fs: &object_store::local::LocalFileSystem,
     path: &deltalake::Path,
 ) -> Result<bytes::Bytes> {
-    let at = |e: &dyn std::fmt::Display| Error::msg(format!("{path}: {e}"));
-    let file = fs.path_to_filesystem(path).map_err(|e| at(&e))?;
-    let file = std::fs::File::open(file).map_err(|e| at(&e))?;
-    // SAFETY: a Delta data file is written once and never changed in place; a file of the
-    // table's current version is only removed by a vacuum long after a newer version
-    // removed it, and removing a mapped file leaves the mapping readable.
-    let map = unsafe { memmap2::Mmap::map(&file) }.map_err(|e| at(&e))?;
-    Ok(bytes::Bytes::from_owner(map))
+    let file = fs
+        .path_to_filesystem(path)
+        .map_err(|e| Error::msg(format!("{path}: {e}")))?;
+    Ok(match crate::read::source::map_file(&file, path.as_ref())? {
+        crate::read::source::Bytes::Mapped(m) => bytes::Bytes::from_owner(m),
+        crate::read::source::Bytes::Owned(v) => v.into(),
+    })
 }
 
 /// Streams the rows of one data file that `marks` (its changed rows, found by
@@ -664,12 +664,8 @@ async fn rewrite(
         .await;
     } else {
         // A table on a local file system: its data files are mapped, not read into memory.
-        let local = match table.table_url().to_file_path() {
-            Ok(root) if table.table_url().scheme() == "file" => {
-                object_store::local::LocalFileSystem::new_with_prefix(root).ok()
-            }
-            _ => None,
-        };
+        let local = super::local_dir(table.table_url())
+            .and_then(|root| object_store::local::LocalFileSystem::new_with_prefix(root).ok());
         for wave in candidates.chunks(writers.max(1)) {
             // Copy-on-write (no deletion vectors in the table): whole files are fetched.
             let fetched: Result<Vec<(bytes::Bytes, Remove)>> =
