@@ -343,10 +343,39 @@ impl From<TextBounds<'_>> for Bounds {
 #[derive(Default)]
 struct Dict {
     ids: HashMap<Vec<u8>, u32, foldhash::fast::RandomState>,
+    /// The numbers of values of up to 15 bytes, by [`short_key`]: a status or a code is
+    /// looked up as one integer, not hashed and compared byte by byte.
+    short: HashMap<u128, u32, foldhash::fast::RandomState>,
     plain: Vec<u8>,
     full: bool,
     /// Whether a page refers to it (then the chunk starts with a dictionary page).
     used: bool,
+}
+
+impl Dict {
+    /// How many distinct values it holds.
+    fn len(&self) -> usize {
+        self.ids.len() + self.short.len()
+    }
+}
+
+/// Value `data[start..end]` of up to 15 bytes as one integer: its bytes, and its length in
+/// the top byte (so that no two values share a key); None for a longer value.
+#[inline(always)]
+fn short_key(data: &[u8], start: usize, end: usize) -> Option<u128> {
+    let len = end - start;
+    if len > 15 {
+        return None;
+    }
+    let raw = match data.get(start..start + 16) {
+        Some(w) => u128::from_le_bytes(w.try_into().expect("16 bytes")),
+        None => {
+            let mut b = [0u8; 16];
+            b[..len].copy_from_slice(&data[start..end]);
+            u128::from_le_bytes(b)
+        }
+    };
+    Some(raw & ((1u128 << (8 * len)) - 1) | (len as u128) << 120)
 }
 
 /// Encodes `ids` (each below 2^`width`) as one bit-packed run of the RLE/bit-packing
@@ -735,18 +764,29 @@ impl Chunk {
         ids.clear();
         let mut bounds = TextBounds::default();
         for a in parts {
-            each_text(a, |v| {
+            let (offsets, data) = text_parts(a);
+            let mut one = |i: usize| {
                 if dict.plain.len() > DICT_MAX_BYTES {
                     return; // this page goes PLAIN
                 }
-                let id = match dict.ids.get(v) {
+                let (start, end) = (offsets[i] as usize, offsets[i + 1] as usize);
+                let key = short_key(data, start, end);
+                let v = &data[start..end];
+                let seen = match key {
+                    Some(k) => dict.short.get(&k),
+                    None => dict.ids.get(v),
+                };
+                let id = match seen {
                     Some(&id) => id,
                     None => {
                         // A value seen before is inside the bounds already: only new ones
                         // can move them.
                         bounds.add(v);
-                        let id = dict.ids.len() as u32;
-                        dict.ids.insert(v.to_vec(), id);
+                        let id = dict.len() as u32;
+                        match key {
+                            Some(k) => dict.short.insert(k, id),
+                            None => dict.ids.insert(v.to_vec(), id),
+                        };
                         dict.plain
                             .extend_from_slice(&(v.len() as u32).to_le_bytes());
                         dict.plain.extend_from_slice(v);
@@ -754,7 +794,11 @@ impl Chunk {
                     }
                 };
                 ids.push(id);
-            });
+            };
+            match a.nulls().filter(|n| n.null_count() > 0) {
+                None => (0..a.len()).for_each(&mut one),
+                Some(n) => n.valid_indices().for_each(one),
+            }
         }
         if dict.plain.len() > DICT_MAX_BYTES {
             dict.full = true;
@@ -764,7 +808,7 @@ impl Chunk {
             return false; // nothing but NULLs: a PLAIN page is only its levels
         }
         dict.used = true;
-        let width = (32 - (dict.ids.len().max(2) as u32 - 1).leading_zeros()).max(1);
+        let width = (32 - (dict.len().max(2) as u32 - 1).leading_zeros()).max(1);
         page.push(width as u8);
         put_bit_packed(page, ids, width);
         self.bounds.merge(&bounds.into());
@@ -917,7 +961,7 @@ impl Chunk {
                 let spec = SerializedPageWriter::new(&mut sink).write_page(CompressedPage::new(
                     Page::DictionaryPage {
                         buf: data,
-                        num_values: dict.ids.len() as u32,
+                        num_values: dict.len() as u32,
                         encoding: Encoding::PLAIN,
                         is_sorted: false,
                     },
@@ -1347,6 +1391,73 @@ mod tests {
                 x as u8
             })
             .collect()
+    }
+
+    #[test]
+    fn dictionary_numbers_each_distinct_value_once_short_or_long() {
+        use arrow::array::StringArray;
+        use parquet::schema::types::{ColumnDescriptor, ColumnPath, Type};
+        let ty = Type::primitive_type_builder("s", Physical::BYTE_ARRAY)
+            .with_logical_type(Some(LogicalType::String))
+            .build()
+            .unwrap();
+        let descr = Arc::new(ColumnDescriptor::new(
+            Arc::new(ty),
+            1,
+            0,
+            ColumnPath::from("s"),
+        ));
+        // Short values that differ only in a trailing NUL or their length, values of 15, 16
+        // and more bytes, and (last in each array) a short value too near the end of its
+        // buffer for a 16-byte load.
+        let first = [
+            Some("a"),
+            Some(""),
+            Some("a\0"),
+            None,
+            Some("\0"),
+            Some("fifteen bytes!!"),
+            Some("sixteen bytes!!!"),
+            Some("a value much longer than sixteen bytes"),
+            Some("fifteen bytes!!"),
+            Some("a"),
+        ];
+        let second = [
+            Some("sixteen bytes!!!"),
+            None,
+            Some(""),
+            Some("ab"),
+            Some("a\0"),
+        ];
+        let parts: Vec<ArrayRef> = vec![
+            Arc::new(StringArray::from(first.to_vec())),
+            Arc::new(StringArray::from(second.to_vec())),
+        ];
+        let mut chunk = Chunk::new(&descr, 0);
+        let (mut page, mut ids) = (Vec::new(), Vec::new());
+        assert!(chunk.put_ids(&mut page, &parts, &mut ids));
+        let values: Vec<&str> = first.iter().chain(&second).flatten().copied().collect();
+        assert_eq!(ids.len(), values.len());
+        // The dictionary page: each distinct value once, in the order first seen.
+        let dict = chunk.dict.as_ref().unwrap();
+        let mut plain = &dict.plain[..];
+        let mut entries = Vec::new();
+        while !plain.is_empty() {
+            let len = u32::from_le_bytes(plain[..4].try_into().unwrap()) as usize;
+            entries.push(std::str::from_utf8(&plain[4..4 + len]).unwrap());
+            plain = &plain[4 + len..];
+        }
+        let mut distinct: Vec<&str> = Vec::new();
+        for v in &values {
+            if !distinct.contains(v) {
+                distinct.push(v);
+            }
+        }
+        assert_eq!(entries, distinct);
+        assert_eq!(dict.len(), distinct.len());
+        for (v, id) in values.iter().zip(&ids) {
+            assert_eq!(entries[*id as usize], *v);
+        }
     }
 
     #[test]
