@@ -272,10 +272,17 @@ fn put_varint(out: &mut Vec<u8>, mut v: u64) {
 /// Calls `f` with each non-null value of a text or binary array, in order.
 fn each_text<'a>(a: &'a ArrayRef, mut f: impl FnMut(&'a [u8])) {
     let (offsets, data) = text_parts(a);
-    let mut one = |i: usize| f(&data[offsets[i] as usize..offsets[i + 1] as usize]);
+    each_valid(
+        a,
+        |i| f(&data[offsets[i] as usize..offsets[i + 1] as usize]),
+    );
+}
+
+/// Calls `f` with the index of each non-null value of `a`, in order.
+fn each_valid(a: &ArrayRef, f: impl FnMut(usize)) {
     match a.nulls().filter(|v| v.null_count() > 0) {
-        None => (0..a.len()).for_each(&mut one),
-        Some(n) => n.valid_indices().for_each(one),
+        None => (0..a.len()).for_each(f),
+        Some(n) => n.valid_indices().for_each(f),
     }
 }
 
@@ -765,7 +772,7 @@ impl Chunk {
         let mut bounds = TextBounds::default();
         for a in parts {
             let (offsets, data) = text_parts(a);
-            let mut one = |i: usize| {
+            each_valid(a, |i| {
                 if dict.plain.len() > DICT_MAX_BYTES {
                     return; // this page goes PLAIN
                 }
@@ -794,11 +801,7 @@ impl Chunk {
                     }
                 };
                 ids.push(id);
-            };
-            match a.nulls().filter(|n| n.null_count() > 0) {
-                None => (0..a.len()).for_each(&mut one),
-                Some(n) => n.valid_indices().for_each(one),
-            }
+            });
         }
         if dict.plain.len() > DICT_MAX_BYTES {
             dict.full = true;
