@@ -25,6 +25,7 @@ use crate::change::{self, Op};
 use crate::error::Result;
 
 /// The net change per key of one cycle.
+#[derive(Clone)]
 pub struct Coalesced {
     /// Data columns plus the op column: `Op::Upsert` rows carry the new row, other rows
     /// (deletes) carry the key to remove.
@@ -255,6 +256,20 @@ async fn expand_partial_deletes(
 }
 
 /// Whether every change of `batches` is an upsert or a delete.
+/// Whether [`coalesce`]'s result can depend on the target table: only a partial-key delete
+/// reads it. Otherwise the net changes are the same on any version of the table, so a
+/// retried commit can reuse them instead of the cycle's changes.
+pub fn reads_target(batches: &[RecordBatch]) -> Result<bool> {
+    for b in batches {
+        let op = b.column(b.schema().index_of(change::OP)?);
+        let op = op.as_primitive::<arrow::datatypes::Int8Type>();
+        if op.values().contains(&(Op::PartialDelete as i8)) {
+            return Ok(true);
+        }
+    }
+    Ok(false)
+}
+
 fn only_upserts_and_deletes(batches: &[RecordBatch]) -> Result<bool> {
     for b in batches {
         let op = b.column(b.schema().index_of(change::OP)?);

@@ -152,8 +152,12 @@ struct Prepared {
 enum Payload {
     /// An integrate's change batches.
     Changes {
+        /// Emptied once `net` holds their net changes.
         changes: Vec<RecordBatch>,
         schema: SchemaRef,
+        /// The net changes of an earlier attempt, when they do not depend on the table
+        /// ([`coalesce::reads_target`]).
+        net: Option<coalesce::Coalesced>,
     },
     /// A refresh's data files, already written and not yet committed.
     Files(Staged),
@@ -227,7 +231,7 @@ pub async fn run(
     let ctx = SessionContext::new();
     let mut summaries = Vec::with_capacity(steps.len());
     for step in steps {
-        let p = match step {
+        let mut p = match step {
             Step::Skip(s) => {
                 report(&s);
                 summaries.push(s);
@@ -240,7 +244,7 @@ pub async fn run(
         let mut table = p.table.clone();
         let mut attempt = 0;
         let outcome = loop {
-            match commit_table(&ctx, &p, settings, table, cycle.as_ref(), attempt > 0).await {
+            match commit_table(&ctx, &mut p, settings, table, cycle.as_ref(), attempt > 0).await {
                 Ok(outcome) => break outcome,
                 Err(e) if e.is_transient() && attempt < settings.commit_retries => {
                     // Another writer committed first, or the store failed through its own
@@ -374,7 +378,7 @@ fn max_seq(payload: &Payload) -> Option<String> {
 /// Returns the table as committed.
 async fn commit_table(
     ctx: &SessionContext,
-    p: &Prepared,
+    p: &mut Prepared,
     settings: &Settings,
     table: DeltaTable,
     cycle: Option<&progress::Cycle>,
@@ -406,7 +410,7 @@ async fn commit_table(
         Payload::Changes { .. } => commit::widen_types(table, &p.columns).await?,
         Payload::Files(_) => table,
     };
-    let done = match &p.payload {
+    let done = match &mut p.payload {
         Payload::Files(staged) => {
             let t = Instant::now();
             let done = staged
@@ -421,18 +425,43 @@ async fn commit_table(
             stage_time(name, "append", t);
             done
         }
-        Payload::Changes { changes, schema } if mode == Mode::History => {
+        Payload::Changes {
+            changes, schema, ..
+        } if mode == Mode::History => {
             let t = Instant::now();
             let done =
                 commit::history::apply(table, changes, schema, &p.columns, &p.keys, mark).await;
             stage_time(name, "history", t);
             done
         }
-        Payload::Changes { changes, schema } => {
+        Payload::Changes {
+            changes,
+            schema,
+            net: kept,
+        } => {
             let t = Instant::now();
-            let mut net =
-                coalesce::coalesce(ctx, schema.clone(), changes.clone(), &p.keys, Some(&table))
+            let mut net = match kept {
+                Some(net) => net.clone(),
+                None => {
+                    let net = coalesce::coalesce(
+                        ctx,
+                        schema.clone(),
+                        changes.clone(),
+                        &p.keys,
+                        Some(&table),
+                    )
                     .await?;
+                    if !coalesce::reads_target(changes)? {
+                        // The net changes hold for any version of the table: a retry reuses
+                        // them, and the cycle's changes are freed now, so the merge's
+                        // buffers take their memory instead of fresh pages.
+                        changes.clear();
+                        changes.shrink_to_fit();
+                        *kept = Some(net.clone());
+                    }
+                    net
+                }
+            };
             if mode == Mode::SoftDelete {
                 let flag = p.columns.index_of(&settings.delete_column)?;
                 let at = p.columns.index_of(&settings.deleted_at_column)?;
@@ -466,9 +495,10 @@ fn stage_time(table: &str, stage: &str, since: Instant) {
 pub fn timing(what: impl std::fmt::Display, since: Instant) {
     if std::env::var_os("HVRLAKE_TIMINGS").is_some() {
         eprintln!(
-            "hvrlake: timing: {what} {:.3}s (process CPU so far {})",
+            "hvrlake: timing: {what} {:.3}s (process CPU so far {}, memory {})",
             since.elapsed().as_secs_f64(),
-            cpu_so_far()
+            cpu_so_far(),
+            memory_so_far()
         );
     }
 }
@@ -487,6 +517,29 @@ fn cpu_so_far() -> String {
         });
     // Linux counts them in USER_HZ, which is 100 on every architecture it runs on here.
     ticks.map_or("?".into(), |t| format!("{:.2}s", t as f64 / 100.0))
+}
+
+/// The process's resident memory now and at its peak so far, for `HVRLAKE_TIMINGS`
+/// ("?" where `/proc` does not say): which stage an integrate's memory grows in.
+fn memory_so_far() -> String {
+    let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
+    let kb = |name: &str| {
+        status
+            .lines()
+            .find_map(|l| l.strip_prefix(name))
+            .and_then(|v| v.split_whitespace().next()?.parse::<u64>().ok())
+    };
+    // Anonymous memory is what the process had to have zeroed; the resident total also
+    // counts the mapped input and data files.
+    match (kb("RssAnon:"), kb("VmRSS:"), kb("VmHWM:")) {
+        (Some(anon), Some(now), Some(peak)) => format!(
+            "{} MiB anonymous, {} MiB resident, peak {} MiB",
+            anon / 1024,
+            now / 1024,
+            peak / 1024
+        ),
+        _ => "?".into(),
+    }
 }
 
 /// Whether the table keeps HVR's extra columns as data: asked for, or an append table.
@@ -742,7 +795,14 @@ async fn prepare(
                 .collect::<Result<_>>()?;
             let rows = changes.iter().map(RecordBatch::num_rows).sum();
             let schema = layout.change_schema();
-            (Payload::Changes { changes, schema }, rows)
+            (
+                Payload::Changes {
+                    changes,
+                    schema,
+                    net: None,
+                },
+                rows,
+            )
         }
         Kind::Refresh => {
             // Either the guessed types hold (one read), or the files are read (again) below.
