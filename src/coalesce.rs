@@ -255,31 +255,33 @@ async fn expand_partial_deletes(
     Ok(out)
 }
 
-/// Whether every change of `batches` is an upsert or a delete.
+/// The op column of each of `batches`.
+fn op_columns(batches: &[RecordBatch]) -> Result<Vec<&arrow::array::Int8Array>> {
+    batches
+        .iter()
+        .map(|b| {
+            Ok(b.column(b.schema().index_of(change::OP)?)
+                .as_primitive::<Int8Type>())
+        })
+        .collect()
+}
+
 /// Whether [`coalesce`]'s result can depend on the target table: only a partial-key delete
 /// reads it. Otherwise the net changes are the same on any version of the table, so a
 /// retried commit can reuse them instead of the cycle's changes.
 pub fn reads_target(batches: &[RecordBatch]) -> Result<bool> {
-    for b in batches {
-        let op = b.column(b.schema().index_of(change::OP)?);
-        let op = op.as_primitive::<arrow::datatypes::Int8Type>();
-        if op.values().contains(&(Op::PartialDelete as i8)) {
-            return Ok(true);
-        }
-    }
-    Ok(false)
+    let partial = Op::PartialDelete as i8;
+    Ok(op_columns(batches)?
+        .iter()
+        .any(|op| op.values().contains(&partial)))
 }
 
+/// Whether every change of `batches` is an upsert or a delete.
 fn only_upserts_and_deletes(batches: &[RecordBatch]) -> Result<bool> {
-    for b in batches {
-        let op = b.column(b.schema().index_of(change::OP)?);
-        let op = op.as_primitive::<arrow::datatypes::Int8Type>();
-        let plain = |v: &i8| *v == Op::Upsert as i8 || *v == Op::Delete as i8;
-        if op.null_count() > 0 || !op.values().iter().all(plain) {
-            return Ok(false);
-        }
-    }
-    Ok(true)
+    let plain = |v: &i8| *v == Op::Upsert as i8 || *v == Op::Delete as i8;
+    Ok(op_columns(batches)?
+        .iter()
+        .all(|op| op.null_count() == 0 && op.values().iter().all(plain)))
 }
 
 /// The last change per key of `batches` (highest order), without the order column: keys
