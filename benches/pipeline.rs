@@ -205,7 +205,9 @@ fn decode(text: &str, refresh: bool) -> (Vec<RecordBatch>, TableLayout) {
 }
 
 fn benches(c: &mut Criterion) {
-    hvrlake::cli::tune_allocator();
+    // As an integrate runs (the huge-page arena); MIMALLOC_RESERVE_OS_MEMORY=0 leaves the arena
+    // out, as a refresh runs.
+    hvrlake::cli::tune_allocator(None);
     let rt = tokio::runtime::Runtime::new().unwrap();
     let refresh = refresh_csv(TABLE_ROWS);
     let cycle = cycle_csv(CYCLE_CHANGES, TABLE_ROWS);

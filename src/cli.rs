@@ -10,25 +10,28 @@ use crate::storage;
 /// process before it is given back, in milliseconds.
 const PURGE_DELAY: libmimalloc_sys::mi_option_t = 15;
 
-/// Sets mimalloc up as the binary runs it (a program whose global allocator is mimalloc calls
-/// this first: `src/main.rs`, and the benches so they time what it does). The default purge
-/// delay of 10 ms gives a piece's buffers back to the kernel between one wave and the next,
-/// which then faults and zeroes them in again: 1 s keeps them for reuse (a 1 GB refresh: system
-/// time 0.60 -> 0.48 s, CPU 0.976, peak RSS +25 MiB; docs/benchmarks.md, session 11).
-/// MIMALLOC_PURGE_DELAY still decides when it is set.
+/// Sets mimalloc up as the binary runs it, for a call in `mode` (`argv[1]`; a program whose
+/// global allocator is mimalloc calls this first: `src/main.rs`, and the benches so they time
+/// what it does). The default purge delay of 10 ms gives a piece's buffers back to the kernel
+/// between one wave and the next, which then faults and zeroes them in again: 1 s keeps them
+/// for reuse (a 1 GB refresh: system time 0.60 -> 0.48 s, CPU 0.976, peak RSS +25 MiB;
+/// docs/benchmarks.md, session 11). MIMALLOC_PURGE_DELAY still decides when it is set.
 ///
-/// It also reserves a 1 GiB arena (address space; pages are backed as they are first written)
-/// that mimalloc marks for transparent huge pages (`MADV_HUGEPAGE`, which Linux's default THP
-/// mode `madvise` waits for): the buffers a cycle fills then fault in 2 MiB at a time instead
-/// of 4 KiB (an integrate: page faults 67k -> 14k, CPU 0.86-0.88; a refresh: no change that
-/// holds; docs/benchmarks.md, session 13). MIMALLOC_RESERVE_OS_MEMORY, when set, decides
+/// Unless the call is a refresh, it also reserves a 1 GiB arena (address space; pages are
+/// backed as they are first written) that mimalloc marks for transparent huge pages
+/// (`MADV_HUGEPAGE`, which Linux's default THP mode `madvise` waits for): an integrate's
+/// buffers then fault in 2 MiB at a time instead of 4 KiB (page faults 67k -> 14k; 11 pairs
+/// without it: CPU 1.13, wall 1.13). A refresh reuses its buffers wave after wave, so the
+/// few faults it saves cost more than the extra memory the kernel must zero (15 pairs without
+/// it: system time 0.79 -> 0.50 s, CPU 0.899, wall 0.918, peak 270 -> 236 MiB;
+/// docs/benchmarks.md, sessions 13 and 16). MIMALLOC_RESERVE_OS_MEMORY, when set, decides
 /// instead (mimalloc reserves it itself at start-up).
-pub fn tune_allocator() {
+pub fn tune_allocator(mode: Option<&str>) {
     if std::env::var_os("MIMALLOC_PURGE_DELAY").is_none() {
         // SAFETY: sets one of mimalloc's options, which it reads when it purges.
         unsafe { libmimalloc_sys::mi_option_set(PURGE_DELAY, 1000) };
     }
-    if std::env::var_os("MIMALLOC_RESERVE_OS_MEMORY").is_none() {
+    if std::env::var_os("MIMALLOC_RESERVE_OS_MEMORY").is_none() && !refreshes(mode) {
         // SAFETY: asks mimalloc for one more arena; on failure (ENOMEM under strict
         // overcommit, say) it returns an error code and allocation goes on as before.
         let _ = unsafe {
@@ -41,6 +44,11 @@ pub fn tune_allocator() {
             )
         };
     }
+}
+
+/// Whether `mode` is one of HVR's refresh calls (`refr_write_begin`, `refr_write_end`).
+fn refreshes(mode: Option<&str>) -> bool {
+    mode.is_some_and(|m| m.starts_with("refr_"))
 }
 
 /// Runs the program and returns its exit code: 0 done, 1 error, 2 mode not handled.
@@ -232,4 +240,18 @@ pub fn help() -> String {
     );
     h.push_str("EXIT CODES\n    0 done, 1 error (one F_JX0D03: line on stderr; nothing committed for bad input, no file removed),\n    2 mode not handled\n");
     h
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_refresh_calls_go_without_the_huge_page_arena() {
+        assert!(refreshes(Some("refr_write_end")));
+        assert!(refreshes(Some("refr_write_begin")));
+        assert!(!refreshes(Some("integ_end")));
+        assert!(!refreshes(Some("backfill")));
+        assert!(!refreshes(None));
+    }
 }

@@ -4,6 +4,6 @@
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 fn main() {
-    hvrlake::cli::tune_allocator();
+    hvrlake::cli::tune_allocator(std::env::args().nth(1).as_deref());
     std::process::exit(hvrlake::cli::main());
 }
