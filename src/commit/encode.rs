@@ -48,6 +48,7 @@ use serde_json::{Map, Value};
 use tokio::io::AsyncWriteExt;
 
 use crate::error::{Error, Result};
+use crate::storage::direct::DirectFile;
 
 /// Rows per row group (as `commit::writer_properties` gives `ArrowWriter`).
 pub const ROW_GROUP_ROWS: usize = 1 << 17;
@@ -1014,7 +1015,7 @@ impl Chunk {
 /// group), the row group being encoded, and the statistics gathered for its `Add`.
 struct OpenFile {
     name: String,
-    upload: BufWriter,
+    upload: Upload,
     parquet: SerializedFileWriter<Vec<u8>>,
     chunks: Vec<Chunk>,
     group_rows: usize,
@@ -1022,6 +1023,75 @@ struct OpenFile {
     nulls: Vec<u64>,
     rows: u64,
     bytes: u64,
+}
+
+/// Where a data file's bytes go: the table's object store, or, for a table on a local disk,
+/// a file written around the page cache ([`DirectFile`]).
+enum Upload {
+    Store(BufWriter),
+    /// None only while a write runs on the blocking pool (or after one that panicked).
+    Local(Option<DirectFile>),
+}
+
+impl Upload {
+    /// Appends `data`; gives back its buffer, emptied, when it can be filled again.
+    async fn put(&mut self, data: Vec<u8>) -> Result<Vec<u8>> {
+        match self {
+            Upload::Store(w) => {
+                w.put(Bytes::from(data)).await?;
+                Ok(Vec::new())
+            }
+            Upload::Local(slot) => {
+                let mut file = slot.take().ok_or_else(lost)?;
+                let (file, mut data, r) = tokio::task::spawn_blocking(move || {
+                    let r = file.write(&data);
+                    (file, data, r)
+                })
+                .await
+                .map_err(|e| Error::msg(format!("writing a data file: {e}")))?;
+                *slot = Some(file);
+                r?;
+                data.clear();
+                Ok(data)
+            }
+        }
+    }
+
+    /// Completes the file (once complete, it is in place under its name).
+    async fn shutdown(&mut self, name: &str) -> Result<()> {
+        let failed =
+            |e: std::io::Error| Error::msg(format!("data file {name}: upload failed: {e}"));
+        match self {
+            Upload::Store(w) => w.shutdown().await.map_err(failed),
+            Upload::Local(slot) => {
+                let file = slot.take().ok_or_else(lost)?;
+                tokio::task::spawn_blocking(move || file.finish())
+                    .await
+                    .map_err(|e| Error::msg(format!("writing a data file: {e}")))?
+                    .map(|_| ())
+                    .map_err(failed)
+            }
+        }
+    }
+
+    /// Abandons the file.
+    async fn abort(&mut self) {
+        match self {
+            Upload::Store(w) => {
+                let _ = w.abort().await;
+            }
+            Upload::Local(slot) => {
+                if let Some(f) = slot.take() {
+                    f.abort();
+                }
+            }
+        }
+    }
+}
+
+/// The error of an [`Upload::Local`] whose file was lost to a write that panicked.
+fn lost() -> Error {
+    Error::msg("a data file's earlier write failed")
 }
 
 /// Writes a table's data files from batches, as delta-rs's `DeltaWriter` would for an
@@ -1046,6 +1116,8 @@ pub struct DataFileWriter {
     pending_rows: usize,
     open: Option<OpenFile>,
     done: Vec<Add>,
+    /// The table's directory when it is on a local disk: files go there directly.
+    local: Option<std::path::PathBuf>,
 }
 
 impl DataFileWriter {
@@ -1091,6 +1163,7 @@ impl DataFileWriter {
             pending_rows: 0,
             open: None,
             done: Vec::new(),
+            local: None,
         })
     }
 
@@ -1099,6 +1172,13 @@ impl DataFileWriter {
     /// those (Spark's vectorized reader before 3.3).
     pub fn plain_encodings(mut self, yes: bool) -> Self {
         self.plain_encodings = yes;
+        self
+    }
+
+    /// Writes the files straight into `dir`, the table's directory on a local disk, around the
+    /// page cache ([`DirectFile`]) instead of through the object store.
+    pub fn local_dir(mut self, dir: Option<std::path::PathBuf>) -> Self {
+        self.local = dir;
         self
     }
 
@@ -1200,10 +1280,12 @@ impl DataFileWriter {
         f.rows += f.group_rows as u64;
         f.group_rows = 0;
         // The next row group will be about as large: its buffer is reserved at once.
-        let n = f.parquet.inner_mut().len();
-        let out = std::mem::replace(f.parquet.inner_mut(), Vec::with_capacity(n + n / 8));
-        f.bytes += out.len() as u64;
-        f.upload.put(Bytes::from(out)).await?;
+        let out = std::mem::take(f.parquet.inner_mut());
+        let n = out.len();
+        f.bytes += n as u64;
+        let mut back = f.upload.put(out).await?;
+        back.reserve(n + n / 8);
+        *f.parquet.inner_mut() = back;
         if f.bytes >= self.target_bytes {
             self.finish_file().await?;
         }
@@ -1217,8 +1299,19 @@ impl DataFileWriter {
             uuid::Uuid::new_v4()
         );
         let n = self.columns.len();
+        let upload = match &self.local {
+            Some(dir) => {
+                Upload::Local(Some(DirectFile::create(&dir.join(&name)).map_err(|e| {
+                    Error::msg(format!("data file {name}: cannot create it: {e}"))
+                })?))
+            }
+            None => Upload::Store(BufWriter::new(
+                self.store.clone(),
+                Path::from(name.as_str()),
+            )),
+        };
         Ok(OpenFile {
-            upload: BufWriter::new(self.store.clone(), Path::from(name.as_str())),
+            upload,
             name,
             parquet: SerializedFileWriter::new(
                 Vec::new(),
@@ -1240,11 +1333,8 @@ impl DataFileWriter {
         };
         let tail = f.parquet.into_inner()?;
         f.bytes += tail.len() as u64;
-        f.upload.put(Bytes::from(tail)).await?;
-        f.upload
-            .shutdown()
-            .await
-            .map_err(|e| Error::msg(format!("data file {}: upload failed: {e}", f.name)))?;
+        f.upload.put(tail).await?;
+        f.upload.shutdown(&f.name).await?;
         let stats = delta_stats(&self.schema, self.indexed, &f.bounds, &f.nulls, f.rows);
         self.done.push(Add {
             path: f.name,

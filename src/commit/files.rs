@@ -97,7 +97,8 @@ impl FileSink {
                     indexed_columns,
                     TARGET_FILE_BYTES,
                 )?
-                .plain_encodings(plain_encodings);
+                .plain_encodings(plain_encodings)
+                .local_dir(super::local_dir(table.table_url()));
                 tokio::spawn(async move {
                     while let Some(batch) = rx.recv().await {
                         if let Err(e) = writer.write(&batch).await {

@@ -1,5 +1,6 @@
 //! Where things live: the lake root and each table's URL under it, the file location of
-//! the cycle's files, and keeping credentials out of everything printed.
+//! the cycle's files, and keeping credentials out of everything printed; and how a data file
+//! of a table on a local disk is written ([`direct`]).
 
 use std::path::{Path, PathBuf};
 use std::sync::{Mutex, OnceLock};
@@ -9,6 +10,8 @@ use url::Url;
 use crate::bail;
 use crate::error::{Error, Result};
 
+#[cfg(feature = "lake")]
+pub mod direct;
 #[cfg(feature = "lake")]
 mod object;
 #[cfg(feature = "lake")]
