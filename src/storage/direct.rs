@@ -73,6 +73,13 @@ impl DirectFile {
         self.direct.is_some()
     }
 
+    /// Every write through the page cache, as on a file system that refuses `O_DIRECT`.
+    #[cfg(test)]
+    fn plain_only(mut self) -> Self {
+        self.direct = None;
+        self
+    }
+
     /// Appends `data` to the file.
     pub fn write(&mut self, mut data: &[u8]) -> io::Result<()> {
         while !data.is_empty() {
@@ -168,6 +175,15 @@ mod tests {
 
     #[test]
     fn a_file_reads_back_as_written_whatever_the_sizes_of_the_writes() {
+        round_trips(false);
+    }
+
+    #[test]
+    fn a_file_system_without_direct_writes_gets_the_same_file() {
+        round_trips(true);
+    }
+
+    fn round_trips(plain: bool) {
         let dir = tempfile::tempdir().unwrap();
         // Under a chunk, exactly blocks, a chunk and a bit, several chunks and an odd tail.
         for (i, total) in [0, 100, ALIGN * 3, CHUNK + 17, 3 * CHUNK + ALIGN + 5]
@@ -177,6 +193,10 @@ mod tests {
             let path = dir.path().join(format!("f{i}.parquet"));
             let data = pattern(total);
             let mut f = DirectFile::create(&path).unwrap();
+            if plain {
+                f = f.plain_only();
+                assert!(!f.is_direct());
+            }
             for piece in data.chunks(1_000_003) {
                 f.write(piece).unwrap();
             }
