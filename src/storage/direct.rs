@@ -69,7 +69,8 @@ impl DirectFile {
     }
 
     /// Whether whole blocks go around the page cache.
-    pub fn is_direct(&self) -> bool {
+    #[cfg(test)]
+    fn is_direct(&self) -> bool {
         self.direct.is_some()
     }
 
@@ -119,20 +120,16 @@ impl DirectFile {
     /// start of the buffer.
     fn flush(&mut self, n: usize) -> io::Result<()> {
         let block = &self.buf[self.start..self.start + n];
-        let done = match &mut self.direct {
-            Some(f) => match write_at(f, block, self.offset) {
-                Ok(()) => true,
+        if let Some(f) = &mut self.direct {
+            match write_at(f, block, self.offset) {
+                Ok(()) => {}
                 // A file system that took the flag at open but not the write (an alignment
                 // larger than ALIGN, say): this file goes through the page cache from here.
-                Err(e) if e.raw_os_error() == Some(libc::EINVAL) => {
-                    self.direct = None;
-                    false
-                }
+                Err(e) if e.raw_os_error() == Some(libc::EINVAL) => self.direct = None,
                 Err(e) => return Err(e),
-            },
-            None => false,
-        };
-        if !done {
+            }
+        }
+        if self.direct.is_none() {
             write_at(&mut self.plain, block, self.offset)?;
         }
         self.offset += n as u64;
