@@ -12,12 +12,13 @@ use arrow::array::RecordBatch;
 use arrow::datatypes::{DataType, Field, Schema};
 use criterion::{BatchSize, Criterion, Throughput, criterion_group, criterion_main};
 use datafusion::prelude::SessionContext;
-use hvrlake::pipeline::{self, InputFile, Kind, TableSpec};
+use hvrlake::call::cycle::{self, Kind, TableSpec};
+use hvrlake::input::InputFile;
 use hvrlake::read::csv::CsvFile;
-use hvrlake::read::types::utc_micros;
 use hvrlake::read::{FileColumns, TableLayout};
+use hvrlake::schema::types::utc_micros;
 use hvrlake::settings::Settings;
-use hvrlake::{coalesce, commit};
+use hvrlake::{coalesce, table};
 
 // The binary's allocator, set up as the binary sets it (`cli::tune_allocator`): the stages are
 // timed as they run in hvrlake, not on the system allocator.
@@ -174,7 +175,7 @@ fn spec(dir: &Path, files: &[&str]) -> TableSpec {
             .iter()
             .map(|f| InputFile {
                 name: f.to_string(),
-                source: hvrlake::storage::FileRef::Local(dir.join(f)),
+                source: hvrlake::input::FileRef::Local(dir.join(f)),
                 expected_rows: None,
             })
             .collect(),
@@ -264,7 +265,7 @@ fn benches(c: &mut Criterion) {
     std::fs::write(files.join("0-orders.csv"), &refresh).unwrap();
     std::fs::write(files.join("1-orders.csv"), &cycle).unwrap();
     let base = work.path().join("base");
-    rt.block_on(pipeline::run(
+    rt.block_on(cycle::run(
         Kind::Refresh,
         vec![spec(&files, &["0-orders.csv"])],
         &settings(&base),
@@ -287,7 +288,7 @@ fn benches(c: &mut Criterion) {
             |(_keep, lake)| {
                 rt.block_on(async {
                     let url = url::Url::from_directory_path(lake.join("orders")).unwrap();
-                    let table = commit::open(&url, &HashMap::new()).await.unwrap();
+                    let table = table::open(&url, &HashMap::new()).await.unwrap();
                     let ctx = SessionContext::new();
                     let net = coalesce::coalesce(
                         &ctx,
@@ -298,7 +299,7 @@ fn benches(c: &mut Criterion) {
                     )
                     .await
                     .unwrap();
-                    commit::merge::apply(
+                    hvrlake::mode::merge::apply(
                         table,
                         net,
                         table_columns(),
@@ -324,7 +325,7 @@ fn benches(c: &mut Criterion) {
         b.iter_batched(
             fresh,
             |(_keep, lake)| {
-                rt.block_on(pipeline::run(
+                rt.block_on(cycle::run(
                     Kind::Integrate,
                     vec![spec(&files, &["1-orders.csv"])],
                     &settings(&lake),

@@ -1,10 +1,28 @@
-//! The operations HVR writes and the order in which they apply: the `hvr_op` codes and the
-//! sortable encoding of `hvr_integ_seq`. Used by the readers and by coalescing.
+//! The change batch every stage shares: the operations HVR writes and the order in which they
+//! apply (the `hvr_op` codes and the sortable encoding of `hvr_integ_seq`), and the net
+//! changes coalescing hands to a table mode. Used by the readers, coalescing and the modes.
 
 /// Name of the normalized operation column in the change stream.
 pub const OP: &str = "__hvr_op";
 /// Name of the sortable order column in the change stream (seq, then file, piece, row).
 pub const ORDER: &str = "__hvr_order";
+
+/// The net change per key of one cycle.
+#[cfg(feature = "lake")]
+#[derive(Clone)]
+pub struct NetChanges {
+    /// Data columns plus the op column: `Op::Upsert` rows carry the new row, other rows
+    /// (deletes) carry the key to remove.
+    pub batches: Vec<arrow::array::RecordBatch>,
+    /// Whether a truncate came before these changes: the table is emptied first.
+    pub truncated: bool,
+}
+
+#[cfg(feature = "lake")]
+/// A column by its exact name (no SQL parsing: names may have dots or capitals).
+pub fn column(name: &str) -> datafusion::prelude::Expr {
+    datafusion::prelude::Expr::Column(datafusion::common::Column::new_unqualified(name))
+}
 
 /// What a change does to its key, after normalizing HVR's codes.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -82,56 +100,6 @@ pub fn key_columns(
         .map(|&i| schema.field(i).data_type().clone())
         .collect();
     Ok((idx, types))
-}
-
-/// `batch` with column `idx` set to `value` on every row (a boolean column).
-pub fn with_flag(
-    batch: &arrow::array::RecordBatch,
-    idx: usize,
-    value: bool,
-) -> Result<arrow::array::RecordBatch, arrow::error::ArrowError> {
-    let mut cols = batch.columns().to_vec();
-    cols[idx] = std::sync::Arc::new(arrow::array::BooleanArray::from(vec![
-        value;
-        batch.num_rows()
-    ]));
-    arrow::array::RecordBatch::try_new(batch.schema(), cols)
-}
-
-/// Soft deletes: in coalesced changes (data columns, then [`OP`]), every delete becomes an
-/// upsert of its row with the flag column `flag` true and `at` set to `now` (microseconds,
-/// UTC); every other row gets the flag false and no time.
-pub fn soften_deletes(
-    batch: &arrow::array::RecordBatch,
-    flag: usize,
-    at: usize,
-    now: i64,
-) -> Result<arrow::array::RecordBatch, arrow::error::ArrowError> {
-    use arrow::array::{Array, AsArray, BooleanArray, Int8Array, TimestampMicrosecondArray};
-    let op_idx = batch.schema().index_of(OP)?;
-    let ops = batch
-        .column(op_idx)
-        .as_primitive::<arrow::datatypes::Int8Type>();
-    let deleted: Vec<bool> = (0..ops.len())
-        .map(|i| ops.is_valid(i) && ops.value(i) == Op::Delete as i8)
-        .collect();
-    let mut cols = batch.columns().to_vec();
-    cols[flag] = std::sync::Arc::new(BooleanArray::from(deleted.clone()));
-    let tz = match batch.schema().field(at).data_type() {
-        arrow::datatypes::DataType::Timestamp(_, tz) => tz.clone(),
-        _ => None,
-    };
-    cols[at] = std::sync::Arc::new(
-        TimestampMicrosecondArray::from(
-            deleted
-                .iter()
-                .map(|&d| d.then_some(now))
-                .collect::<Vec<_>>(),
-        )
-        .with_timezone_opt(tz),
-    );
-    cols[op_idx] = std::sync::Arc::new(Int8Array::from(vec![Op::Upsert as i8; ops.len()]));
-    arrow::array::RecordBatch::try_new(batch.schema(), cols)
 }
 
 #[cfg(test)]

@@ -2,7 +2,7 @@
 
 use std::collections::HashMap;
 
-use crate::hvr::call;
+use crate::call::agent;
 use crate::settings::SETTINGS;
 use crate::storage;
 
@@ -15,7 +15,7 @@ const PURGE_DELAY: libmimalloc_sys::mi_option_t = 15;
 /// what it does). The default purge delay of 10 ms gives a piece's buffers back to the kernel
 /// between one wave and the next, which then faults and zeroes them in again: 1 s keeps them
 /// for reuse (a 1 GB refresh: system time 0.60 -> 0.48 s, CPU 0.976, peak RSS +25 MiB;
-/// docs/benchmarks.md, session 11). MIMALLOC_PURGE_DELAY still decides when it is set.
+/// docs/benchmarks.md, "Allocator"). MIMALLOC_PURGE_DELAY still decides when it is set.
 ///
 /// Unless the call is a refresh, it also reserves a 1 GiB arena (address space; pages are
 /// backed as they are first written) that mimalloc marks for transparent huge pages
@@ -24,7 +24,7 @@ const PURGE_DELAY: libmimalloc_sys::mi_option_t = 15;
 /// without it: CPU 1.13, wall 1.13). A refresh reuses its buffers wave after wave, so the
 /// few faults it saves cost more than the extra memory the kernel must zero (15 pairs without
 /// it: system time 0.79 -> 0.50 s, CPU 0.899, wall 0.918, peak 270 -> 236 MiB;
-/// docs/benchmarks.md, sessions 13 and 16). MIMALLOC_RESERVE_OS_MEMORY, when set, decides
+/// docs/benchmarks.md, "Allocator"). MIMALLOC_RESERVE_OS_MEMORY, when set, decides
 /// instead (mimalloc reserves it itself at start-up).
 pub fn tune_allocator(mode: Option<&str>) {
     if std::env::var_os("MIMALLOC_PURGE_DELAY").is_none() {
@@ -71,7 +71,7 @@ pub fn main() -> i32 {
         }
         "backfill" => return backfill(&args[2..], &env),
         "optimize" | "vacuum" | "inspect" => return upkeep(mode, &args[2..], &env),
-        m if !call::handles(m) => return 2,
+        m if !agent::handles(m) => return 2,
         _ => {}
     }
     if args.len() < 4 || args.len() > 5 {
@@ -82,7 +82,7 @@ pub fn main() -> i32 {
         Ok(r) => r,
         Err(code) => return code,
     };
-    let result = runtime.block_on(call::run(
+    let result = runtime.block_on(agent::run(
         mode,
         &args[2],
         &args[3],
@@ -92,7 +92,7 @@ pub fn main() -> i32 {
     match result {
         Ok(()) => 0,
         Err(e) => {
-            eprintln!("{}", call::error_line(&e));
+            eprintln!("{}", agent::error_line(&e));
             1
         }
     }
@@ -108,17 +108,17 @@ fn runtime() -> Result<tokio::runtime::Runtime, i32> {
         })
 }
 
-/// `hvrlake backfill ...`: see [`crate::backfill`].
+/// `hvrlake backfill ...`: see [`crate::call::backfill`].
 fn backfill(words: &[String], env: &HashMap<String, String>) -> i32 {
     let run = || -> crate::error::Result<()> {
-        let args = crate::backfill::Args::parse(words)?;
+        let args = crate::call::backfill::Args::parse(words)?;
         let rt = runtime().map_err(|_| crate::error::Error::msg("no async runtime"))?;
-        rt.block_on(crate::backfill::run(args, env))
+        rt.block_on(crate::call::backfill::run(args, env))
     };
     match run() {
         Ok(()) => 0,
         Err(e) => {
-            eprintln!("{}", call::error_line(&e));
+            eprintln!("{}", agent::error_line(&e));
             1
         }
     }
@@ -162,16 +162,16 @@ fn upkeep(mode: &str, words: &[String], env: &HashMap<String, String>) -> i32 {
         let settings = crate::settings::Settings::from_sources(Some(&settings.join(" ")), env)?;
         let rt = runtime().map_err(|_| crate::error::Error::msg("no async runtime"))?;
         rt.block_on(async {
-            crate::commit::register_stores();
+            crate::storage::register_stores();
             let lake = storage::lake_url(&settings.target)?;
             let url = storage::table_url(&lake, &table)?;
-            let t = crate::commit::open(&url, &settings.storage).await?;
-            if mode != "inspect" && !crate::commit::exists(&t) {
+            let t = crate::table::open(&url, &settings.storage).await?;
+            if mode != "inspect" && !crate::table::exists(&t) {
                 crate::bail!("{table}: no Delta table at {}", storage::redact(url.as_str()));
             }
             match mode {
                 "optimize" => {
-                    let z = zorder.then(|| crate::commit::recorded_keys(&t)).transpose()?.flatten();
+                    let z = zorder.then(|| crate::table::recorded_keys(&t)).transpose()?.flatten();
                     if zorder && z.is_none() {
                         crate::bail!("{table}: --zorder orders by the key columns, and the table records none");
                     }
@@ -199,7 +199,7 @@ fn upkeep(mode: &str, words: &[String], env: &HashMap<String, String>) -> i32 {
     match run() {
         Ok(()) => 0,
         Err(e) => {
-            eprintln!("{}", call::error_line(&e));
+            eprintln!("{}", agent::error_line(&e));
             1
         }
     }
@@ -214,12 +214,12 @@ pub fn help() -> String {
     let mut h = String::new();
     h.push_str("hvrlake: loads the files of an HVR channel into Delta Lake tables, exactly as HVR's AgentPlugin calls it.\n\n");
     h.push_str("USAGE\n    hvrlake <mode> <channel> <location> [userarg]\n    ");
-    h.push_str(crate::backfill::USAGE);
+    h.push_str(crate::call::backfill::USAGE);
     h.push_str("\n    ");
     h.push_str(UPKEEP_USAGE);
     h.push_str("\n    hvrlake --help | --version\n\n");
     h.push_str("MODES\n");
-    for (m, d) in call::MODES {
+    for (m, d) in agent::MODES {
         h.push_str(&format!("    {m:<18} {d}\n"));
     }
     h.push_str("    (any other mode)   exit 2 without output, as HVR expects\n\n");

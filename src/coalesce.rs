@@ -11,7 +11,6 @@ use std::sync::Arc;
 use arrow::array::{Array, ArrayRef, AsArray, RecordBatch, UInt32Array};
 use arrow::datatypes::{Int8Type, SchemaRef};
 use arrow::row::{RowConverter, Rows, SortField};
-use datafusion::common::Column;
 use datafusion::common::{JoinType, ScalarValue};
 use datafusion::datasource::MemTable;
 use datafusion::functions_aggregate::expr_fn::max;
@@ -21,23 +20,8 @@ use datafusion::prelude::{DataFrame, Expr, SessionContext, lit};
 use deltalake::DeltaTable;
 use rayon::prelude::*;
 
-use crate::change::{self, Op};
+use crate::change::{self, NetChanges, Op, column};
 use crate::error::Result;
-
-/// The net change per key of one cycle.
-#[derive(Clone)]
-pub struct Coalesced {
-    /// Data columns plus the op column: `Op::Upsert` rows carry the new row, other rows
-    /// (deletes) carry the key to remove.
-    pub batches: Vec<RecordBatch>,
-    /// Whether a truncate came before these changes: the table is emptied first.
-    pub truncated: bool,
-}
-
-/// A column by its exact name (no SQL parsing: names may have dots or capitals).
-pub fn column(name: &str) -> Expr {
-    Expr::Column(Column::new_unqualified(name))
-}
 
 /// Keeps the last change per key of `batches` (schema `schema`, keyed by `keys`).
 /// `target` is the table the changes apply to, read only to expand partial-key deletes.
@@ -47,7 +31,7 @@ pub async fn coalesce(
     batches: Vec<RecordBatch>,
     keys: &[String],
     target: Option<&DeltaTable>,
-) -> Result<Coalesced> {
+) -> Result<NetChanges> {
     let plan = match std::env::var("HVRLAKE_COALESCE").as_deref() {
         Ok("window") => Plan::Window,
         _ => Plan::Hash,
@@ -72,12 +56,12 @@ pub async fn coalesce_with(
     keys: &[String],
     target: Option<&DeltaTable>,
     plan: Plan,
-) -> Result<Coalesced> {
+) -> Result<NetChanges> {
     // The usual cycle holds only upserts and deletes: no truncate to cut at, no partial key
     // to expand, nothing to leave out, so the changes go straight to the hash reduction
     // (no DataFusion plan copying them through filters first).
     if plan == Plan::Hash && only_upserts_and_deletes(&batches)? {
-        return Ok(Coalesced {
+        return Ok(NetChanges {
             batches: last_per_key(&batches, keys)?,
             truncated: false,
         });
@@ -127,7 +111,7 @@ pub async fn coalesce_with(
     if plan == Plan::Hash {
         let changes = df.collect().await?;
         let net = last_per_key(&changes, keys)?;
-        return Ok(Coalesced {
+        return Ok(NetChanges {
             batches: net,
             truncated: cut.is_some(),
         });
@@ -149,7 +133,7 @@ pub async fn coalesce_with(
         .select(keep)?
         .collect()
         .await?;
-    Ok(Coalesced {
+    Ok(NetChanges {
         batches: net.into_iter().filter(|b| b.num_rows() > 0).collect(),
         truncated: cut.is_some(),
     })
@@ -176,7 +160,7 @@ async fn expand_partial_deletes(
         .clone()
         .filter(all_keys_present)?
         .select(key_cols())?;
-    if let Some(t) = target.filter(|t| crate::commit::exists(t)) {
+    if let Some(t) = target.filter(|t| crate::table::exists(t)) {
         t.update_datafusion_session(&ctx.state())?;
         let provider = t.table_provider().await?;
         // The table may read strings as views: cast its keys to the change types.

@@ -3,14 +3,27 @@
 
 use std::fmt;
 
+/// What kind of failure an error is; decides, wherever the error is handled, whether the
+/// step that failed is done again.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Kind {
+    /// Bad input, a bad setting, a table hvrlake cannot use: the same again fails the same way.
+    Fatal,
+    /// Another writer committed the version this commit wanted.
+    Conflict,
+    /// The object store failed through its own retries (5xx, throttling, a dropped
+    /// connection, a timeout): the outcome of the request is unknown.
+    Store,
+}
+
 /// An error whose message is complete and safe to print: it names the place at fault and
-/// never contains a credential (see [`crate::storage::redact`]).
+/// never contains a credential (see [`crate::redact`]). It keeps the error it came from as its
+/// [`std::error::Error::source`].
 #[derive(Debug)]
 pub struct Error {
     message: String,
-    /// Whether doing the same again may succeed: a commit that lost to another writer, or an
-    /// object-store request whose retries ran out.
-    transient: bool,
+    kind: Kind,
+    source: Option<Box<dyn std::error::Error + Send + Sync>>,
 }
 
 /// `text` with control characters escaped, so that it prints as one line.
@@ -38,7 +51,17 @@ impl Error {
     pub fn msg(message: impl Into<String>) -> Self {
         Error {
             message: one_line(message.into()),
-            transient: false,
+            kind: Kind::Fatal,
+            source: None,
+        }
+    }
+
+    /// `source` as an error of `kind`, its message redacted.
+    fn wrap(source: impl std::error::Error + Send + Sync + 'static, kind: Kind) -> Self {
+        Error {
+            message: one_line(crate::redact::redact(&source.to_string())),
+            kind,
+            source: Some(Box::new(source)),
         }
     }
 
@@ -46,7 +69,7 @@ impl Error {
     pub fn context(self, context: impl fmt::Display) -> Self {
         Error {
             message: one_line(format!("{context}: {}", self.message)),
-            transient: self.transient,
+            ..self
         }
     }
 
@@ -54,7 +77,12 @@ impl Error {
     /// another writer committed first, or the store stayed unreachable through its retries
     /// (then the outcome of a commit is unknown).
     pub fn is_transient(&self) -> bool {
-        self.transient
+        self.kind != Kind::Fatal
+    }
+
+    /// What kind of failure this is.
+    pub fn kind(&self) -> Kind {
+        self.kind
     }
 
     /// The message, without any prefix.
@@ -69,7 +97,13 @@ impl fmt::Display for Error {
     }
 }
 
-impl std::error::Error for Error {}
+impl std::error::Error for Error {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        self.source
+            .as_deref()
+            .map(|e| e as &(dyn std::error::Error + 'static))
+    }
+}
 
 /// Adds context to any fallible result, turning its error into ours.
 pub trait Context<T> {
@@ -88,17 +122,64 @@ impl<T, E: Into<Error>> Context<T> for std::result::Result<T, E> {
     }
 }
 
-macro_rules! from_display {
+/// The kind of a failure that came as `e` from any of the libraries hvrlake calls: an
+/// object-store failure is [`Kind::Store`] wherever it surfaced (through delta-rs, DataFusion,
+/// parquet-rs or hvrlake's own requests), a lost commit race is [`Kind::Conflict`]; the
+/// source chain is followed through errors that wrap others.
+fn kind_of(e: &(dyn std::error::Error + 'static)) -> Kind {
+    #[cfg(feature = "lake")]
+    {
+        use datafusion::error::DataFusionError as F;
+        use deltalake::DeltaTableError as D;
+        use deltalake::kernel::transaction::TransactionError as T;
+        if e.is::<object_store::Error>() {
+            return Kind::Store;
+        }
+        if let Some(d) = e.downcast_ref::<D>() {
+            match d {
+                D::VersionAlreadyExists(_) => return Kind::Conflict,
+                D::ObjectStore { .. } => return Kind::Store,
+                D::Transaction { source } => {
+                    return match source {
+                        T::CommitConflict(_)
+                        | T::MaxCommitAttempts(_)
+                        | T::VersionAlreadyExists(_) => Kind::Conflict,
+                        T::ObjectStore { .. } => Kind::Store,
+                        _ => Kind::Fatal,
+                    };
+                }
+                _ => {}
+            }
+        }
+        if let Some(F::ObjectStore(_)) = e.downcast_ref::<F>() {
+            return Kind::Store;
+        }
+    }
+    // An io::Error shows the error it wraps as its own, and gives that error's source.
+    if let Some(inner) = e
+        .downcast_ref::<std::io::Error>()
+        .and_then(|io| io.get_ref())
+    {
+        return kind_of(inner);
+    }
+    match e.source() {
+        Some(inner) => kind_of(inner),
+        None => Kind::Fatal,
+    }
+}
+
+macro_rules! from_library {
     ($($t:ty),*) => {$(
         impl From<$t> for Error {
             fn from(e: $t) -> Self {
-                Error::msg(crate::storage::redact(&e.to_string()))
+                let kind = kind_of(&e);
+                Error::wrap(e, kind)
             }
         }
     )*};
 }
 
-from_display!(
+from_library!(
     std::io::Error,
     arrow::error::ArrowError,
     parquet::errors::ParquetError,
@@ -106,26 +187,11 @@ from_display!(
     url::ParseError
 );
 #[cfg(feature = "lake")]
-from_display!(datafusion::error::DataFusionError, object_store::Error);
-
-#[cfg(feature = "lake")]
-impl From<deltalake::DeltaTableError> for Error {
-    fn from(e: deltalake::DeltaTableError) -> Self {
-        use deltalake::DeltaTableError as D;
-        use deltalake::kernel::transaction::TransactionError as T;
-        let transient = match &e {
-            D::VersionAlreadyExists(_) | D::ObjectStore { .. } => true,
-            D::Transaction { source } => {
-                matches!(source, T::CommitConflict(_) | T::MaxCommitAttempts(_))
-            }
-            _ => false,
-        };
-        Error {
-            transient,
-            ..Error::msg(crate::storage::redact(&e.to_string()))
-        }
-    }
-}
+from_library!(
+    datafusion::error::DataFusionError,
+    object_store::Error,
+    deltalake::DeltaTableError
+);
 
 /// Returns early with a formatted [`Error`].
 #[macro_export]

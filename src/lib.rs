@@ -1,43 +1,46 @@
 //! hvrlake loads the files an HVR channel writes into Delta Lake tables, exactly once.
 //!
-//! The pipeline, in the order data flows:
-//! - [`hvr`]: the AgentPlugin call and its `HVR_*` environment → tables and their files;
-//! - [`settings`]: userarg + `HVRLAKE_*` + TOML file → one validated [`settings::Settings`];
-//! - [`read`]: each file, memory-mapped and parsed in parallel → typed Arrow change batches;
-//! - [`change`]: what each `hvr_op` means and how changes are ordered;
-//! - [`coalesce`]: the changes of a table → the last change per key (DataFusion);
-//! - [`commit`]: the net changes → one Delta transaction per table (merge, or refresh overwrite);
-//! - [`storage`]: lake and table URLs, file locations, credentials kept out of output;
-//! - [`pipeline`]: one call's read → coalesce → commit for every table;
-//! - [`backfill`]: existing file sets (a refresh, then many cycles) → the same pipeline, in
-//!   batches of cycles, resumable;
-//! - [`upkeep`]: compaction, vacuum and `inspect`.
+//! The modules, in the order a cycle flows through them; each imports only modules below it:
+//! - [`cli`]: argv → a command; an error → one line and an exit code;
+//! - [`call`]: one call: read every table's files, then commit each, then remove the files;
+//!   recovery after an interrupted cycle; backfills; the compaction policy;
+//! - [`hvr`]: the `HVR_*` environment, file names → tables, the location lock;
+//! - [`settings`]: userarg > `HVRLAKE_*` > TOML file → one validated [`settings::Settings`];
+//! - [`input`]: a file's bytes: mapped locally, ranged GETs from object stores, transcoded;
+//! - [`read`]: one decoder per format (CSV, Parquet) → typed Arrow change batches;
+//! - [`resolve`]: a table's columns and their types (existing, declared, Parquet's, inferred);
+//! - [`coalesce`]: a table's changes → the last change per key;
+//! - [`mode`]: what a table keeps: merge, soft delete, history, append, refresh;
+//! - [`upkeep`]: compaction, vacuum and `inspect`;
+//! - [`write`]: every data file: writer options, hvrlake's encoder, delta-rs's writer;
+//! - [`table`]: the Delta table: open, create, schema, commit, progress marker, partitions;
+//! - [`schema`], [`change`]: column types and the change batch, shared by every stage;
+//! - [`storage`]: URLs, mapped bytes, credentials kept out of output;
+//! - [`diag`], [`error`], [`redact`]: timings, failpoints, errors, credentials kept out of
+//!   what is printed (leaves).
 
 #[cfg(feature = "lake")]
-pub mod backfill;
+pub mod call;
 pub mod change;
 #[cfg(feature = "lake")]
 pub mod cli;
 #[cfg(feature = "lake")]
 pub mod coalesce;
-#[cfg(feature = "lake")]
-pub mod commit;
+pub mod diag;
 pub mod error;
 pub mod hvr;
-#[cfg(feature = "lake")]
-pub mod pipeline;
+pub mod input;
+pub mod mode;
 pub mod read;
+pub mod redact;
+#[cfg(feature = "lake")]
+pub mod resolve;
+pub mod schema;
 pub mod settings;
 pub mod storage;
 #[cfg(feature = "lake")]
+pub mod table;
+#[cfg(feature = "lake")]
 pub mod upkeep;
-
-/// Crash-test hook: when the environment variable `HVRLAKE_FAILPOINT` equals `name`, the
-/// process dies on the spot (abort, like a kill), so tests can stop hvrlake at exact points
-/// (`after_commit:TABLE`, `before_remove`). Without the variable it does nothing.
-pub fn failpoint(name: &str) {
-    if std::env::var("HVRLAKE_FAILPOINT").is_ok_and(|v| v == name) {
-        eprintln!("hvrlake: failpoint {name}: stopping the process");
-        std::process::abort();
-    }
-}
+#[cfg(feature = "lake")]
+pub mod write;

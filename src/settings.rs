@@ -7,7 +7,11 @@ use std::path::Path;
 
 use crate::bail;
 use crate::error::{Error, Result};
-use crate::read::types::DeclaredType;
+pub use crate::input::Encoding;
+pub use crate::mode::{Mode, ModeOptions};
+pub use crate::read::csv::CsvDialect;
+pub use crate::schema::partition::{PartExpr, parse_list};
+use crate::schema::types::DeclaredType;
 
 /// A setting's name, default and one-line meaning; drives parsing, `--help` and docs.
 pub struct SettingDoc {
@@ -183,34 +187,6 @@ pub const SETTINGS: &[SettingDoc] = &[
     },
 ];
 
-/// The CSV dialect of the channel's files.
-#[derive(Clone, Debug)]
-pub struct CsvDialect {
-    /// Field separator byte.
-    pub separator: u8,
-    /// Quote byte.
-    pub quote: u8,
-    /// NULL token; `None` means an empty unquoted field is NULL.
-    pub null: Option<String>,
-    /// Text encoding of the files.
-    pub encoding: Encoding,
-}
-
-/// Text encodings HVR can write.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Encoding {
-    /// UTF-8, read without conversion.
-    Utf8,
-    /// ISO-8859-1 (Latin-1).
-    Latin1,
-    /// WINDOWS-1252.
-    Windows1252,
-    /// UTF-16 little endian.
-    Utf16Le,
-    /// UTF-16 big endian.
-    Utf16Be,
-}
-
 /// Input file format.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Format {
@@ -220,134 +196,6 @@ pub enum Format {
     Csv,
     /// HVR Parquet.
     Parquet,
-}
-
-/// What a table keeps of the changes.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Mode {
-    /// The current rows: upserts replace, deletes remove.
-    Merge,
-    /// The change log: every change appended as a row, with its `hvr_*` columns.
-    Append,
-    /// The current rows, but a delete keeps its row, flagged deleted with the time.
-    SoftDelete,
-    /// Every version of every row, with its validity interval (SCD type 2).
-    History,
-}
-
-impl Mode {
-    fn parse(v: &str) -> Option<Mode> {
-        match v.trim().to_ascii_lowercase().as_str() {
-            "merge" => Some(Mode::Merge),
-            "append" => Some(Mode::Append),
-            "soft_delete" => Some(Mode::SoftDelete),
-            "history" => Some(Mode::History),
-            _ => None,
-        }
-    }
-}
-
-/// What a partition column holds of its source column.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Part {
-    /// The column's own value (`region`).
-    Value,
-    /// The year of a date or timestamp, as an integer (`year(created_at)` → `created_at_year`).
-    Year,
-    /// Year and month as text `YYYY-MM` (`month(created_at)` → `created_at_month`).
-    Month,
-    /// The date (`day(created_at)` → `created_at_day`).
-    Day,
-}
-
-/// One partition expression: a part of a source column.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct PartExpr {
-    /// The data column it is computed from.
-    pub source: String,
-    /// What it takes of it.
-    pub part: Part,
-}
-
-impl PartExpr {
-    /// Parses `col`, `year(col)`, `month(col)` or `day(col)`.
-    pub fn parse(text: &str) -> Option<PartExpr> {
-        let text = text.trim();
-        if let Some((f, rest)) = text.split_once('(') {
-            let source = rest.strip_suffix(')')?.trim();
-            let part = match f.trim().to_ascii_lowercase().as_str() {
-                "year" => Part::Year,
-                "month" => Part::Month,
-                "day" | "date" => Part::Day,
-                _ => return None,
-            };
-            return (!source.is_empty()).then(|| PartExpr {
-                source: source.to_string(),
-                part,
-            });
-        }
-        let plain = !text.is_empty() && !text.contains([')', ',', ';', ':']);
-        plain.then(|| PartExpr {
-            source: text.to_string(),
-            part: Part::Value,
-        })
-    }
-
-    /// The partition column's name.
-    pub fn column(&self) -> String {
-        match self.part {
-            Part::Value => self.source.clone(),
-            Part::Year => format!("{}_year", self.source),
-            Part::Month => format!("{}_month", self.source),
-            Part::Day => format!("{}_day", self.source),
-        }
-    }
-
-    /// The expression as written.
-    pub fn text(&self) -> String {
-        match self.part {
-            Part::Value => self.source.clone(),
-            Part::Year => format!("year({})", self.source),
-            Part::Month => format!("month({})", self.source),
-            Part::Day => format!("day({})", self.source),
-        }
-    }
-
-    /// Whether the column is computed from another (a date part).
-    pub fn derived(&self) -> bool {
-        self.part != Part::Value
-    }
-}
-
-/// Parses a comma list of expressions; the expression that does not parse as the error.
-pub fn parse_list(text: &str) -> std::result::Result<Vec<PartExpr>, String> {
-    let mut out = Vec::new();
-    let mut depth = 0;
-    let mut cur = String::new();
-    for c in text.chars().chain(std::iter::once(',')) {
-        match c {
-            '(' => depth += 1,
-            ')' => depth -= 1,
-            _ => {}
-        }
-        if c == ',' && depth == 0 {
-            if !cur.trim().is_empty() {
-                out.push(PartExpr::parse(&cur).ok_or_else(|| cur.trim().to_string())?);
-            }
-            cur.clear();
-        } else {
-            cur.push(c);
-        }
-    }
-    Ok(out)
-}
-
-/// The text recorded for `spec`.
-pub fn spec_text(spec: &[PartExpr]) -> String {
-    spec.iter()
-        .map(PartExpr::text)
-        .collect::<Vec<_>>()
-        .join(",")
 }
 
 /// Everything hvrlake is told to do, validated.
@@ -464,6 +312,16 @@ impl Settings {
             .iter()
             .find_map(|t| self.modes.get(&t.to_ascii_lowercase()).copied())
             .unwrap_or(self.mode)
+    }
+
+    /// What the table modes take from the settings.
+    pub fn mode_options(&self) -> ModeOptions {
+        ModeOptions {
+            delete_column: self.delete_column.clone(),
+            deleted_at_column: self.deleted_at_column.clone(),
+            partition_stable: self.partition_stable,
+            plain_encodings: self.plain_encodings,
+        }
     }
 
     /// Builds settings from a userarg string and the process environment.

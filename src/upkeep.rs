@@ -10,8 +10,8 @@ use deltalake::DeltaTable;
 use deltalake::operations::optimize::OptimizeType;
 use futures::TryStreamExt;
 
-use crate::commit::{self, progress};
 use crate::error::Result;
+use crate::table::{self, progress};
 
 /// A data file below this size counts as small.
 pub const SMALL_FILE_BYTES: u64 = 32 << 20;
@@ -20,7 +20,7 @@ pub const TARGET_FILE_BYTES: u64 = 256 << 20;
 
 /// Files of the table's current version, and how many of them are small.
 pub fn file_counts(table: &DeltaTable) -> Result<(usize, usize, u64)> {
-    if !commit::exists(table) {
+    if !table::exists(table) {
         return Ok((0, 0, 0));
     }
     let snapshot = table.snapshot()?;
@@ -38,7 +38,7 @@ pub fn file_counts(table: &DeltaTable) -> Result<(usize, usize, u64)> {
 
 /// The share of the table's stored rows that deletion vectors delete (0 without vectors).
 pub fn deleted_share(table: &DeltaTable) -> Result<f64> {
-    if !commit::exists(table) {
+    if !table::exists(table) {
         return Ok(0.0);
     }
     let (mut stored, mut deleted) = (0u64, 0u64);
@@ -69,12 +69,12 @@ pub struct Compacted {
 /// Bin-packs the table's small files into files of about [`TARGET_FILE_BYTES`], or Z-orders
 /// the whole table by `zorder` columns; one commit that changes no data.
 pub async fn compact(table: DeltaTable, zorder: Option<Vec<String>>) -> Result<Compacted> {
-    let columns = commit::columns(&table)?;
+    let columns = table::columns(&table)?;
     let mut op = table
         .optimize()
         .with_target_size(NonZeroU64::new(TARGET_FILE_BYTES).expect("non-zero"));
     if let Some(cols) = columns {
-        op = op.with_writer_properties(commit::writer_properties(&cols));
+        op = op.with_writer_properties(crate::write::writer_properties(&cols));
     }
     if let Some(z) = zorder {
         op = op.with_type(OptimizeType::ZOrder(z));
@@ -106,7 +106,7 @@ pub async fn vacuum(
 /// A description of the table: version, files, sizes, small files, partition columns, keys,
 /// and the last cycle recorded per application id.
 pub async fn inspect(table: &DeltaTable) -> Result<String> {
-    if !commit::exists(table) {
+    if !table::exists(table) {
         return Ok(format!(
             "{}: no Delta table here",
             crate::storage::redact(table.table_url().as_str())
@@ -114,9 +114,9 @@ pub async fn inspect(table: &DeltaTable) -> Result<String> {
     }
     let snapshot = table.snapshot()?;
     let (files, small, bytes) = file_counts(table)?;
-    let rows = commit::row_count(table)?;
+    let rows = table::row_count(table)?;
     let partitions = snapshot.metadata().partition_columns().join(",");
-    let keys = commit::recorded_keys(table)?.unwrap_or_default().join(",");
+    let keys = table::recorded_keys(table)?.unwrap_or_default().join(",");
     let mut out = String::new();
     out.push_str(&format!(
         "table       {}\nversion     {}\nrows        {rows}\nfiles       {files} ({:.1} MB, {small} under {} MB)\npartitions  {}\nkeys        {}\ncolumns     {}\n",

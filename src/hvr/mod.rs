@@ -1,10 +1,7 @@
-//! The HVR side: the AgentPlugin call (`call`), its `HVR_*` environment (`env`) and how the
-//! files it lists map to tables (`files`), one call at a time per location (`lock`).
+//! What HVR hands a call: its `HVR_*` environment (`env`), how the files it lists map to
+//! tables (`files`), and one call at a time per file location (`lock`). Leaves: the call
+//! itself is `crate::call`.
 
-#[cfg(feature = "lake")]
-pub mod call;
 pub mod env;
 pub mod files;
 pub mod lock;
-#[cfg(feature = "lake")]
-pub mod recover;

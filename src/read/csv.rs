@@ -21,18 +21,31 @@ use arrow::datatypes::{DataType, TimeUnit};
 use memchr::{memchr, memchr2};
 use rayon::prelude::*;
 
-use super::source::Bytes;
-use super::types::{self, Check, Inference};
 use super::{FileColumns, TableLayout, shown};
 use crate::change::{self, Op};
 use crate::error::{Error, Result};
-use crate::settings::CsvDialect;
+use crate::input::Encoding;
+use crate::schema::types::{self, Check, Inference};
+use crate::storage::mapped::Bytes;
 
 const QUOTED: u32 = 1 << 31;
 const ESCAPED: u32 = 1 << 30;
 const OFFSET: u32 = ESCAPED - 1;
 const MAX_PIECE: usize = OFFSET as usize;
 const INVALID_UTF8: &str = "invalid UTF-8 (set csv_encoding if the files are not UTF-8)";
+
+/// The CSV dialect of the channel's files.
+#[derive(Clone, Debug)]
+pub struct CsvDialect {
+    /// Field separator byte.
+    pub separator: u8,
+    /// Quote byte.
+    pub quote: u8,
+    /// NULL token; `None` means an empty unquoted field is NULL.
+    pub null: Option<String>,
+    /// Text encoding of the files.
+    pub encoding: Encoding,
+}
 
 /// One field of a tokenized piece: offsets relative to the piece, flags in `start`'s top bits.
 #[derive(Clone, Copy, Debug)]

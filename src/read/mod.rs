@@ -1,11 +1,10 @@
-//! The files of a cycle → Arrow change batches. Each file is mapped into memory (`source`),
-//! decoded in parallel pieces (`csv`, `parquet`) straight into the table's column types
-//! (`types`), with two extra columns: the normalized operation and its sortable order.
+//! The files of a cycle → Arrow change batches: one decoder per format ([`csv`], [`parquet`]),
+//! each decoding a file's bytes ([`crate::input`]) in parallel pieces straight into the
+//! table's column types ([`crate::schema::types`]), with two extra columns: the normalized
+//! operation and its sortable order ([`crate::change`]).
 
 pub mod csv;
 pub mod parquet;
-pub mod source;
-pub mod types;
 pub mod utf8;
 
 use std::sync::Arc;

@@ -10,10 +10,10 @@ use arrow::util::display::FormatOptions;
 use parquet::arrow::arrow_reader::{ArrowReaderMetadata, ParquetRecordBatchReaderBuilder};
 use rayon::prelude::*;
 
-use super::types::utc_micros;
 use super::{FileColumns, TableLayout};
 use crate::change::{self, Op};
 use crate::error::{Error, Result};
+use crate::schema::types::utc_micros;
 
 /// One Parquet file held in memory or mapped.
 pub struct ParquetFile {
@@ -196,7 +196,7 @@ impl ParquetFile {
                         "{}: column '{}': cannot be read as {}: {e}",
                         self.name,
                         f.name(),
-                        super::types::type_name(f.data_type())
+                        crate::schema::types::type_name(f.data_type())
                     ))
                 })?,
             };

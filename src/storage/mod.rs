@@ -1,21 +1,27 @@
 //! Where things live: the lake root and each table's URL under it, the file location of
-//! the cycle's files, and keeping credentials out of everything printed; and how a data file
-//! of a table on a local disk is written ([`direct`]).
+//! the cycle's files, the object stores hvrlake can reach, the bytes of a mapped local file
+//! ([`mapped`]), and keeping credentials out of everything printed.
 
 use std::path::{Path, PathBuf};
-use std::sync::{Mutex, OnceLock};
 
 use url::Url;
 
 use crate::bail;
 use crate::error::{Error, Result};
 
+pub mod mapped;
+
+pub use crate::redact::{redact, register_secrets};
+
+/// Makes `s3://`, `s3a://`, `az://`, `abfs://`, `abfss://`… URLs usable (once per process).
 #[cfg(feature = "lake")]
-pub mod direct;
-#[cfg(feature = "lake")]
-mod object;
-#[cfg(feature = "lake")]
-pub use object::{FileRef, Location, store_at};
+pub fn register_stores() {
+    static ONCE: std::sync::Once = std::sync::Once::new();
+    ONCE.call_once(|| {
+        deltalake::aws::register_handlers(None);
+        deltalake::azure::register_handlers(None);
+    });
+}
 
 /// The lake root as a URL; a plain path becomes an absolute `file://` URL.
 pub fn lake_url(target: &str) -> Result<Url> {
@@ -172,67 +178,6 @@ pub fn file_path(loc: &Path, name: &str) -> Result<PathBuf> {
         );
     }
     Ok(loc.join(rel))
-}
-
-fn secrets() -> &'static Mutex<Vec<String>> {
-    static SECRETS: OnceLock<Mutex<Vec<String>>> = OnceLock::new();
-    SECRETS.get_or_init(|| Mutex::new(Vec::new()))
-}
-
-/// Remembers values that must never be printed: variables whose name has a segment such as
-/// `KEY`, `SECRET`, `TOKEN` or `PASSWORD` (`AWS_SECRET_ACCESS_KEY`, `HVR_LOC_DB_PWD`), but not
-/// key ids or lists of key columns.
-pub fn register_secrets<'a>(env: impl IntoIterator<Item = (&'a String, &'a String)>) {
-    const WORDS: &[&str] = &[
-        "SECRET",
-        "KEY",
-        "TOKEN",
-        "PASSWORD",
-        "PASSWD",
-        "PWD",
-        "SAS",
-        "CREDENTIAL",
-        "CREDENTIALS",
-        "SIGNATURE",
-    ];
-    let mut s = secrets().lock().unwrap();
-    for (k, v) in env {
-        let k = k.to_ascii_uppercase();
-        let segments: Vec<&str> = k.split('_').collect();
-        let secret = segments.len() > 1
-            && segments.iter().any(|w| WORDS.contains(w))
-            && !k.ends_with("KEY_ID");
-        if secret && v.len() >= 4 {
-            s.push(v.clone());
-        }
-    }
-}
-
-/// Hides URL credentials (`scheme://user:pass@`) and every registered secret value.
-pub fn redact(text: &str) -> String {
-    let mut out = String::with_capacity(text.len());
-    let mut rest = text;
-    while let Some(i) = rest.find("://") {
-        let (head, tail) = rest.split_at(i + 3);
-        out.push_str(head);
-        let end = tail
-            .find(|c: char| c == '/' || c.is_whitespace() || c == '"' || c == '\'')
-            .unwrap_or(tail.len());
-        match tail[..end].rfind('@') {
-            Some(at) => {
-                out.push_str("***@");
-                rest = &tail[at + 1..];
-            }
-            None => rest = tail,
-        }
-    }
-    out.push_str(rest);
-    for s in secrets().lock().unwrap().iter() {
-        if out.contains(s.as_str()) {
-            out = out.replace(s.as_str(), "***");
-        }
-    }
-    out
 }
 
 #[cfg(test)]

@@ -1,0 +1,168 @@
+//! What a table keeps of the changes. Each mode is one type behind [`TableMode`], in a file
+//! of its own: [`merge`] (the current rows), [`soft_delete`], [`history`], [`append`]; the
+//! setting's value ([`Mode`]) picks it in [`Mode::keeper`], the one place that matches on it.
+//! [`refresh`] is the other kind of call: the staged files of a refresh replace the table.
+
+#[cfg(feature = "lake")]
+pub mod append;
+#[cfg(feature = "lake")]
+pub mod history;
+#[cfg(feature = "lake")]
+pub mod merge;
+#[cfg(feature = "lake")]
+pub mod refresh;
+#[cfg(feature = "lake")]
+pub mod soft_delete;
+
+#[cfg(feature = "lake")]
+use arrow::array::RecordBatch;
+#[cfg(feature = "lake")]
+use arrow::datatypes::{Field, SchemaRef};
+#[cfg(feature = "lake")]
+use deltalake::DeltaTable;
+#[cfg(feature = "lake")]
+use futures::future::BoxFuture;
+
+#[cfg(feature = "lake")]
+use crate::change::NetChanges;
+#[cfg(feature = "lake")]
+use crate::error::Result;
+#[cfg(feature = "lake")]
+use crate::table::Outcome;
+#[cfg(feature = "lake")]
+use crate::table::progress::Mark;
+
+/// What a table keeps of the changes.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Mode {
+    /// The current rows: upserts replace, deletes remove.
+    Merge,
+    /// The change log: every change appended as a row, with its `hvr_*` columns.
+    Append,
+    /// The current rows, but a delete keeps its row, flagged deleted with the time.
+    SoftDelete,
+    /// Every version of every row, with its validity interval (SCD type 2).
+    History,
+}
+
+impl Mode {
+    /// Parses a mode as a setting names it.
+    pub fn parse(v: &str) -> Option<Mode> {
+        match v.trim().to_ascii_lowercase().as_str() {
+            "merge" => Some(Mode::Merge),
+            "append" => Some(Mode::Append),
+            "soft_delete" => Some(Mode::SoftDelete),
+            "history" => Some(Mode::History),
+            _ => None,
+        }
+    }
+}
+
+/// What the modes take from the settings.
+#[derive(Clone, Debug, Default)]
+pub struct ModeOptions {
+    /// soft_delete: the flag column (`delete_column`).
+    pub delete_column: String,
+    /// soft_delete: the deletion time column (`deleted_at_column`).
+    pub deleted_at_column: String,
+    /// merge: rows never move between partitions (`partition_stable`).
+    pub partition_stable: bool,
+    /// merge: data files get only PLAIN and dictionary pages (`plain_encodings`).
+    pub plain_encodings: bool,
+}
+
+#[cfg(feature = "lake")]
+impl Mode {
+    /// The mode's behaviour.
+    pub fn keeper(self) -> &'static dyn TableMode {
+        match self {
+            Mode::Merge => &merge::Merge,
+            Mode::SoftDelete => &soft_delete::SoftDelete,
+            Mode::History => &history::History,
+            Mode::Append => &append::Append,
+        }
+    }
+}
+
+/// A cycle's changes as a mode applies them.
+#[cfg(feature = "lake")]
+pub enum Changes<'a> {
+    /// Every change of the cycle (schema `schema`: the table's columns, then op and order),
+    /// for the modes that do not coalesce.
+    All {
+        /// The change batches.
+        batches: &'a [RecordBatch],
+        /// Their schema.
+        schema: &'a SchemaRef,
+    },
+    /// The last change per key, for the modes that coalesce.
+    Net(NetChanges),
+}
+
+/// One commit of a mode: a cycle's changes into a table, with the cycle's progress marker.
+#[cfg(feature = "lake")]
+pub struct Apply<'a> {
+    /// The table as last loaded.
+    pub table: DeltaTable,
+    /// What to apply.
+    pub changes: Changes<'a>,
+    /// The table's columns (with the schema metadata new tables take).
+    pub columns: &'a SchemaRef,
+    /// The key columns.
+    pub keys: &'a [String],
+    /// The cycle's progress marker, committed with the changes.
+    pub mark: Option<&'a Mark>,
+    /// What the modes take from the settings.
+    pub options: &'a ModeOptions,
+}
+
+/// What a table mode does at each point where modes differ.
+#[cfg(feature = "lake")]
+pub trait TableMode: Sync {
+    /// The stage name in `HVRLAKE_TIMINGS` lines.
+    fn stage(&self) -> &'static str;
+
+    /// Whether a cycle's changes are coalesced to the last change per key before
+    /// [`TableMode::apply`] (then it gets [`Changes::Net`], else [`Changes::All`]).
+    fn coalesces(&self) -> bool {
+        true
+    }
+
+    /// Whether HVR's extra columns (`hvr_op`, `hvr_integ_seq`, ...) stay data columns.
+    fn keeps_extras(&self) -> bool {
+        false
+    }
+
+    /// Whether an integrate needs the table's key columns.
+    fn needs_keys(&self) -> bool {
+        true
+    }
+
+    /// The columns the mode adds after the data columns `data` of table `table` (those the
+    /// table has already, as `existing` has them); an error when a data column takes the name
+    /// of one.
+    fn added_columns(
+        &self,
+        _table: &str,
+        _data: &[Field],
+        _existing: Option<&SchemaRef>,
+        _options: &ModeOptions,
+    ) -> Result<Vec<Field>> {
+        Ok(Vec::new())
+    }
+
+    /// A batch of a refresh's rows (the table's `columns`) as the table keeps them; `now` is
+    /// the refresh's time in microseconds.
+    fn refresh_rows(
+        &self,
+        batch: RecordBatch,
+        _columns: &SchemaRef,
+        _options: &ModeOptions,
+        _now: i64,
+    ) -> Result<RecordBatch> {
+        Ok(batch)
+    }
+
+    /// Applies a cycle's changes to the table in one commit.
+    fn apply<'a>(&'a self, job: Apply<'a>) -> BoxFuture<'a, Result<(DeltaTable, Outcome)>>;
+}
