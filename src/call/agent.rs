@@ -4,7 +4,7 @@
 use std::collections::HashMap;
 
 use super::Call;
-use super::cycle::Kind;
+use super::spec::Kind;
 use crate::bail;
 use crate::error::{Error, Result};
 use crate::hvr::env::HvrEnv;

@@ -18,8 +18,9 @@ use std::time::Instant;
 
 use futures::StreamExt;
 
+use super::cycle;
+use super::spec::{Kind, TableSpec};
 use crate::bail;
-use crate::call::cycle::{self, Kind, TableSpec};
 use crate::error::{Context, Error, Result};
 use crate::hvr::files::{FilePattern, cycle_order};
 use crate::input::InputFile;

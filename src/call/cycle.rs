@@ -3,50 +3,17 @@
 
 use std::time::Instant;
 
-use arrow::array::RecordBatch;
-use arrow::datatypes::SchemaRef;
 use datafusion::prelude::SessionContext;
 use deltalake::DeltaTable;
 
+use super::prepare::{Payload, Prepared};
+use super::spec::{Kind, TableSpec};
 use crate::diag::stage_time;
 use crate::error::{Context, Result};
-use crate::input::InputFile;
 use crate::mode::{Apply, Changes};
 use crate::settings::Settings;
 use crate::table::{self, Outcome, progress};
-use crate::write::files::Staged;
 use crate::{coalesce, storage};
-
-/// What a call does to each table.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Kind {
-    /// Apply changes (integrate).
-    Integrate,
-    /// Replace the table (refresh).
-    Refresh,
-}
-
-/// One table of a call and its files.
-#[derive(Clone, Debug)]
-pub struct TableSpec {
-    /// Channel name (used in file names).
-    pub name: String,
-    /// Target name; `sch.T` lives at `<target>/sch/T`.
-    pub base_name: String,
-    /// Key columns (target names); empty to use the ones the table records.
-    pub keys: Vec<String>,
-    /// All columns (target names), extra columns included; empty to take them from the files.
-    pub columns: Vec<String>,
-    /// The same columns by channel name, for headers that use those.
-    pub channel_columns: Vec<String>,
-    /// Files in the order HVR wrote them.
-    pub files: Vec<InputFile>,
-    /// The Delta application id under which the table's progress is recorded
-    /// ([`table::progress`]); None records none.
-    pub app_id: Option<String>,
-    /// The cycle's stamp (the `{hvr_integ_tstamp}` of its files), recorded with the progress.
-    pub cycle: Option<String>,
-}
 
 /// What happened to one table, printed as its summary line.
 #[derive(Clone, Debug)]
@@ -111,43 +78,6 @@ impl std::fmt::Display for Summary {
             version,
             self.seconds
         )
-    }
-}
-
-/// A table read and checked, ready to commit.
-pub(super) struct Prepared {
-    pub(super) spec: TableSpec,
-    /// The table as loaded before reading.
-    pub(super) table: DeltaTable,
-    pub(super) columns: SchemaRef,
-    pub(super) keys: Vec<String>,
-    pub(super) payload: Payload,
-    pub(super) rows_in: usize,
-    pub(super) bytes: u64,
-    pub(super) started: Instant,
-}
-
-/// What a table's commit will apply.
-pub(super) enum Payload {
-    /// An integrate's change batches.
-    Changes {
-        /// Emptied once `net` holds their net changes.
-        changes: Vec<RecordBatch>,
-        schema: SchemaRef,
-        /// The net changes of an earlier attempt, when they do not depend on the table
-        /// ([`coalesce::reads_target`]).
-        net: Option<crate::change::NetChanges>,
-    },
-    /// A refresh's data files, already written and not yet committed.
-    Files(Staged),
-}
-
-impl Prepared {
-    /// Deletes what was written for this table but not committed.
-    async fn discard(self) {
-        if let Payload::Files(staged) = self.payload {
-            staged.discard().await;
-        }
     }
 }
 

@@ -10,6 +10,7 @@ mod compact;
 pub mod cycle;
 mod prepare;
 mod recover;
+pub mod spec;
 
 use std::io::Write;
 
@@ -20,7 +21,7 @@ use crate::hvr::files::{FilePattern, cycle_order};
 use crate::input::{self, InputFile};
 use crate::settings::Settings;
 use crate::table::progress;
-use cycle::{Kind, TableSpec};
+use spec::{Kind, TableSpec};
 
 /// What every step of a call needs.
 pub struct Call<'a> {

@@ -13,7 +13,7 @@ use deltalake::DeltaTable;
 use futures::{StreamExt, TryStreamExt};
 use rayon::prelude::*;
 
-use super::cycle::{Kind, Payload, Prepared, TableSpec};
+use super::spec::{Kind, TableSpec};
 use crate::bail;
 use crate::diag::stage_time;
 use crate::error::{Context, Result};
@@ -27,6 +27,43 @@ use crate::schema::types::{Check, Inference};
 use crate::settings::{Format, PartExpr, Settings};
 use crate::table;
 use crate::write::files::{FileSink, Staged};
+
+/// A table read and checked, ready to commit.
+pub(super) struct Prepared {
+    pub(super) spec: TableSpec,
+    /// The table as loaded before reading.
+    pub(super) table: DeltaTable,
+    pub(super) columns: SchemaRef,
+    pub(super) keys: Vec<String>,
+    pub(super) payload: Payload,
+    pub(super) rows_in: usize,
+    pub(super) bytes: u64,
+    pub(super) started: Instant,
+}
+
+/// What a table's commit will apply.
+pub(super) enum Payload {
+    /// An integrate's change batches.
+    Changes {
+        /// Emptied once `net` holds their net changes.
+        changes: Vec<RecordBatch>,
+        schema: SchemaRef,
+        /// The net changes of an earlier attempt, when they do not depend on the table
+        /// ([`coalesce::reads_target`]).
+        net: Option<crate::change::NetChanges>,
+    },
+    /// A refresh's data files, already written and not yet committed.
+    Files(Staged),
+}
+
+impl Prepared {
+    /// Deletes what was written for this table but not committed.
+    pub(super) async fn discard(self) {
+        if let Payload::Files(staged) = self.payload {
+            staged.discard().await;
+        }
+    }
+}
 
 /// Input files of a table fetched from object storage at once.
 const FILES_IN_FLIGHT: usize = 4;

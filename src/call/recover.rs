@@ -13,7 +13,7 @@ use object_store::ObjectStoreExt;
 use object_store::path::Path as ObjectPath;
 
 use super::Call;
-use crate::call::cycle::Kind;
+use super::spec::Kind;
 use crate::error::{Context, Error, Result};
 use crate::hvr::env::HvrTable;
 use crate::hvr::files::cycle_order;

@@ -555,8 +555,8 @@ fn map_data_file(
         .map_err(|e| Error::msg(format!("{path}: {e}")))?;
     Ok(
         match crate::storage::mapped::map_file(&file, path.as_ref())? {
-            crate::input::Bytes::Mapped(m) => bytes::Bytes::from_owner(m),
-            crate::input::Bytes::Owned(v) => v.into(),
+            crate::storage::mapped::Bytes::Mapped(m) => bytes::Bytes::from_owner(m),
+            crate::storage::mapped::Bytes::Owned(v) => v.into(),
         },
     )
 }
