@@ -9,6 +9,7 @@ pub mod object;
 use futures::StreamExt;
 
 use crate::error::Result;
+use crate::read::csv::Encoding;
 pub use crate::storage::mapped::Bytes;
 #[cfg(feature = "lake")]
 pub use object::{FileRef, Location, store_at};
@@ -40,21 +41,6 @@ pub async fn remove<'f>(files: impl Iterator<Item = &'f InputFile>) {
             );
         }
     }
-}
-
-/// Text encodings HVR can write.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Encoding {
-    /// UTF-8, read without conversion.
-    Utf8,
-    /// ISO-8859-1 (Latin-1).
-    Latin1,
-    /// WINDOWS-1252.
-    Windows1252,
-    /// UTF-16 little endian.
-    Utf16Le,
-    /// UTF-16 big endian.
-    Utf16Be,
 }
 
 /// Turns text in `encoding` into UTF-8 (borrowing when it already is), dropping a BOM.

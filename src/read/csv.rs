@@ -24,7 +24,6 @@ use rayon::prelude::*;
 use super::{FileColumns, TableLayout, shown};
 use crate::change::{self, Op};
 use crate::error::{Error, Result};
-use crate::input::Encoding;
 use crate::schema::types::{self, Check, Inference};
 use crate::storage::mapped::Bytes;
 
@@ -33,6 +32,21 @@ const ESCAPED: u32 = 1 << 30;
 const OFFSET: u32 = ESCAPED - 1;
 const MAX_PIECE: usize = OFFSET as usize;
 const INVALID_UTF8: &str = "invalid UTF-8 (set csv_encoding if the files are not UTF-8)";
+
+/// Text encodings HVR can write.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Encoding {
+    /// UTF-8, read without conversion.
+    Utf8,
+    /// ISO-8859-1 (Latin-1).
+    Latin1,
+    /// WINDOWS-1252.
+    Windows1252,
+    /// UTF-16 little endian.
+    Utf16Le,
+    /// UTF-16 big endian.
+    Utf16Be,
+}
 
 /// The CSV dialect of the channel's files.
 #[derive(Clone, Debug)]

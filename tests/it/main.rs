@@ -11,6 +11,7 @@ mod coalesce_plans;
 mod data_files;
 mod deletion_vectors;
 mod exactly_once;
+mod layout;
 mod object_targets;
 mod parquet_input;
 mod partitions;
