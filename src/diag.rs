@@ -18,6 +18,13 @@ pub fn stage_time(table: &str, stage: &str, since: Instant) {
     timing(format_args!("{table}: {stage}"), since);
 }
 
+/// With `HVRLAKE_TIMINGS` set, prints `what` (a stage's metrics) on stderr.
+pub fn note(what: impl std::fmt::Display) {
+    if std::env::var_os("HVRLAKE_TIMINGS").is_some() {
+        eprintln!("hvrlake: timing: {what}");
+    }
+}
+
 /// With `HVRLAKE_TIMINGS` set, prints how long `what` took and the process's CPU time so
 /// far (on stderr).
 pub fn timing(what: impl std::fmt::Display, since: Instant) {

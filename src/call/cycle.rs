@@ -173,6 +173,7 @@ pub async fn run(
         };
         // `skipped`: an earlier attempt of this call landed although its answer was lost.
         let (outcome, skipped, table) = outcome;
+        crate::diag::note(format_args!("{name}: {}", outcome.files));
         let s = Summary {
             table: name,
             rows_in: if skipped { 0 } else { p.rows_in },

@@ -33,7 +33,7 @@ use crate::error::{Error, Result};
 use crate::table::deletion_vectors;
 use crate::table::partition;
 use crate::table::progress::Mark;
-use crate::table::{self, Outcome};
+use crate::table::{self, FileMetrics, Outcome};
 use crate::write::files::FileSink;
 use crate::write::writer_properties;
 use futures::future::BoxFuture;
@@ -120,6 +120,7 @@ pub async fn apply(
                 updated: 0,
                 deleted,
                 version,
+                files: FileMetrics::default(),
             },
         ));
     }
@@ -131,6 +132,7 @@ pub async fn apply(
         return rewrite(table, net, columns, upserts, keys, stable, mark).await;
     }
     let before = table.version();
+    let files_before = table.snapshot()?.log_data().num_files();
     let ctx = SessionContext::new();
     let source = ctx.read_batches(net.batches)?;
     let on = keys
@@ -171,6 +173,15 @@ pub async fn apply(
             updated: m.num_target_rows_updated,
             deleted: m.num_target_rows_deleted,
             version,
+            files: FileMetrics {
+                before: files_before,
+                scanned: m.num_target_files_scanned,
+                skipped: m.num_target_files_skipped_during_scan,
+                rewritten: m.num_target_files_removed,
+                removed: m.num_target_files_removed,
+                added: m.num_target_files_added,
+                ..FileMetrics::default()
+            },
         },
     ))
 }
@@ -645,12 +656,6 @@ async fn rewrite(
         .collect();
     // Deletion vectors: changed rows are marked deleted instead of their files rewritten.
     let dv = deletion_vectors::enabled(&table);
-    if std::env::var_os("HVRLAKE_TIMINGS").is_some() {
-        eprintln!(
-            "hvrlake: timing: merge reads {} of {total} data files",
-            candidates.len()
-        );
-    }
     let store = table.object_store();
     let writers = std::thread::available_parallelism().map_or(1, usize::from);
     let sink = Arc::new(Mutex::new(FileSink::start(
@@ -775,13 +780,14 @@ async fn rewrite(
         }
         (_, Err(e)) => return Err(e),
     };
-    let (mut updated, mut deleted) = (0, 0);
+    let (mut updated, mut deleted, mut touched) = (0, 0, 0);
     let mut actions = Vec::new();
     // Files that keep some rows get their new deletion vectors, all in one new file.
     let mut marked: Vec<(Add, RoaringTreemap)> = Vec::new();
     for (remove, vector, u, d) in removes.into_iter().flatten() {
         updated += u;
         deleted += d;
+        touched += 1;
         actions.push(Action::Remove(remove));
         if let Some((add, marks, rows)) = vector
             && marks.len() < rows
@@ -789,6 +795,7 @@ async fn rewrite(
             marked.push((add, marks));
         }
     }
+    let marked_count = marked.len();
     let vectors: Vec<RoaringTreemap> = marked.iter().map(|(_, m)| m.clone()).collect();
     let written = match deletion_vectors::write(store.as_ref(), &vectors).await {
         Ok(w) => w,
@@ -804,6 +811,18 @@ async fn rewrite(
         actions.push(Action::Add(add));
     }
     let (table, adds) = staged.into_parts();
+    let files = FileMetrics {
+        before: total,
+        scanned: candidates.len(),
+        skipped: total - candidates.len(),
+        // Copy-on-write rewrites every file a changed key is in; deletion vectors mark those
+        // that keep a row, and remove the others.
+        rewritten: if dv { 0 } else { touched },
+        marked: marked_count,
+        removed: touched - marked_count,
+        added: adds.len(),
+        bytes_added: adds.iter().map(|a| a.size as u64).sum(),
+    };
     // New columns a cycle brought: files written before lack them and read as NULL.
     actions.extend(table::schema_change(&table, &columns)?);
     actions.extend(adds.into_iter().map(Action::Add));
@@ -828,6 +847,7 @@ async fn rewrite(
             updated,
             deleted,
             version: Some(version),
+            files,
         },
     ))
 }

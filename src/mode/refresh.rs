@@ -40,6 +40,7 @@ impl Staged {
                 updated: 0,
                 deleted: 0,
                 version: Some(version),
+                files: table::FileMetrics::default(),
             };
             return Ok((table, outcome));
         }
@@ -50,6 +51,14 @@ impl Staged {
             table::create(table, columns, keys).await?
         };
         let snapshot = table.snapshot()?;
+        let before = snapshot.log_data().num_files();
+        let files = table::FileMetrics {
+            before,
+            removed: before,
+            added: self.adds().len(),
+            bytes_added: self.adds().iter().map(|a| a.size as u64).sum(),
+            ..table::FileMetrics::default()
+        };
         let mut actions = Vec::with_capacity(self.adds().len() + 1);
         actions.extend(table::schema_change(&table, columns)?);
         actions.extend(
@@ -72,6 +81,7 @@ impl Staged {
                 updated: 0,
                 deleted,
                 version: Some(version),
+                files,
             },
         ))
     }

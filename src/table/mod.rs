@@ -24,7 +24,45 @@ use crate::error::Result;
 /// Table property recording the key columns, comma-separated, set when hvrlake creates a table.
 pub const KEYS_PROPERTY: &str = "hvrlake.keys";
 
-/// What one commit did, for the summary line.
+/// What one commit did to the table's data files (as delta-rs's `MergeMetrics` says it).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct FileMetrics {
+    /// Data files in the table before the commit.
+    pub before: usize,
+    /// Files read to find the rows the changes touch.
+    pub scanned: usize,
+    /// Files not read: their key statistics or partition hold no changed key.
+    pub skipped: usize,
+    /// Files read in which a key changed, rewritten without the changed rows (copy-on-write).
+    pub rewritten: usize,
+    /// Files read in which a key changed, committed again with a deletion vector marking them.
+    pub marked: usize,
+    /// Files removed from the table (rewritten ones, wholly deleted ones, a refresh's all).
+    pub removed: usize,
+    /// Data files added.
+    pub added: usize,
+    /// Bytes of the data files added.
+    pub bytes_added: u64,
+}
+
+impl std::fmt::Display for FileMetrics {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "files before={} scanned={} skipped={} rewritten={} marked={} removed={} added={} bytes_added={}",
+            self.before,
+            self.scanned,
+            self.skipped,
+            self.rewritten,
+            self.marked,
+            self.removed,
+            self.added,
+            self.bytes_added
+        )
+    }
+}
+
+/// What one commit did, for the summary line and `HVRLAKE_TIMINGS`.
 #[derive(Clone, Debug, Default)]
 pub struct Outcome {
     /// Rows added that did not exist before.
@@ -35,6 +73,8 @@ pub struct Outcome {
     pub deleted: usize,
     /// The table version after the commit (unchanged when nothing was committed).
     pub version: Option<u64>,
+    /// What the commit did to the data files.
+    pub files: FileMetrics,
 }
 
 /// Opens the table at `url`, or an unloaded handle when no table is there yet. Nothing is

@@ -661,11 +661,22 @@ fn integrate_rewrites_only_the_files_that_hold_a_changed_key() {
             ],
         ),
     );
-    let out = h.ok("integ_end", &[&t], &["4-f.csv"]);
+    let userarg = h.full_userarg();
+    let timed = [("HVRLAKE_TIMINGS", "1")];
+    let out = h.call_with("integ_end", &[&t], &["4-f.csv"], Some(&userarg), &timed);
+    assert_eq!(out.code, 0, "{out:?}");
     assert!(
         out.stdout.contains("inserted=0 updated=1 deleted=1"),
         "{}",
         out.stdout
+    );
+    // The merge's metrics: of the three data files, the one with key 5000 is skipped by its
+    // statistics, the other two are read and rewritten.
+    assert!(
+        out.stderr
+            .contains("f: files before=3 scanned=2 skipped=1 rewritten=2 marked=0 removed=2"),
+        "{}",
+        out.stderr
     );
     let v = h.version("f").unwrap();
     let (adds, removes) = commit_actions(&h, "f", v);
