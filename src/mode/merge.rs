@@ -617,6 +617,26 @@ fn conform(b: &RecordBatch, columns: &SchemaRef) -> Result<RecordBatch> {
     Ok(RecordBatch::try_new(columns.clone(), cols)?)
 }
 
+/// A data file a merge may touch: where it is, its remove action, and its add action (to
+/// commit it again with a new deletion vector).
+type Candidate = (deltalake::Path, Remove, Add);
+
+/// A file in which a changed key was found: its remove; with deletion vectors, its add, the
+/// rows its vector now marks and the rows it has; the rows updated and deleted.
+type Touched = (Remove, Option<(Add, RoaringTreemap, u64)>, usize, usize);
+
+/// What checking a merge's candidate files needs.
+struct Scan<'a> {
+    /// The changed keys.
+    set: &'a KeySet,
+    keys: &'a [String],
+    columns: &'a SchemaRef,
+    /// The partition columns.
+    parts: &'a [String],
+    /// Files checked at once.
+    writers: usize,
+}
+
 /// Applies net changes by rewriting only the data files that hold a changed key (files
 /// whose key statistics rule them out are not even read), writing the upserts as new files,
 /// and committing the removes and adds as one MERGE transaction.
@@ -635,25 +655,8 @@ async fn rewrite(
     let touched = partition::touched(&net.batches, &columns, keys, stable)?;
     let parts = partition::names(&columns);
     drop(net);
-    let snapshot = table.snapshot()?;
-    let total = snapshot.log_data().num_files();
-    let candidates: Vec<_> = snapshot
-        .log_data()
-        .iter()
-        .filter(|f| set.may_touch(f.stats().as_deref(), &keys[0]))
-        .map(|f| {
-            // The file's add, to commit it again with a new deletion vector.
-            #[allow(deprecated)]
-            let add = f.add_action();
-            (f.object_store_path(), f.remove_action(true), add)
-        })
-        .filter(|(_, r, _)| {
-            touched.as_ref().is_none_or(|t| {
-                let values = partition::file_values(&parts, r.partition_values.as_ref());
-                t.contains(&partition::file_key(&values))
-            })
-        })
-        .collect();
+    let total = table.snapshot()?.log_data().num_files();
+    let candidates = candidates(&table, &set, keys, &parts, touched.as_ref())?;
     // Deletion vectors: changed rows are marked deleted instead of their files rewritten.
     let dv = deletion_vectors::enabled(&table);
     let store = table.object_store();
@@ -673,92 +676,19 @@ async fn rewrite(
             Ok(())
         })
     };
-    // A few files at a time: fetched together, then checked by their key columns and, when
-    // a key changed, copied without the changed rows a batch at a time.
-    let mut filtered: Result<Vec<_>> = Ok(Vec::new());
+    let scan = Scan {
+        set: &set,
+        keys,
+        columns: &columns,
+        parts: &parts,
+        writers: writers.max(1),
+    };
     let t_files = std::time::Instant::now();
-    if dv {
-        // Deletion vectors: only the key columns of each file are fetched and checked.
-        let (set, columns, parts) = (&set, &columns, &parts);
-        filtered = futures::stream::iter(candidates.iter().cloned().map(|(path, remove, add)| {
-            let store = store.clone();
-            async move {
-                let gone = match &add.deletion_vector {
-                    Some(d) => deletion_vectors::read(store.as_ref(), d).await?,
-                    None => RoaringTreemap::new(),
-                };
-                let values = partition::file_values(parts, remove.partition_values.as_ref());
-                let size = add.size as u64;
-                let m = mark_changed_in_store(store, path, size, set, keys, columns, &values, gone)
-                    .await?;
-                if m.updated + m.deleted == 0 {
-                    return Ok(None);
-                }
-                let (u, d) = (m.updated, m.deleted);
-                Ok::<_, Error>(Some((remove, Some((add, m.marks, m.rows)), u, d)))
-            }
-        }))
-        .buffer_unordered(writers.max(1) * 2)
-        .try_collect::<Vec<_>>()
-        .await;
+    let filtered = if dv {
+        marked_in_store(&scan, &store, &candidates).await
     } else {
-        // A table on a local file system: its data files are mapped, not read into memory.
-        let local = table::local_dir(table.table_url())
-            .and_then(|root| object_store::local::LocalFileSystem::new_with_prefix(root).ok());
-        for wave in candidates.chunks(writers.max(1)) {
-            // Copy-on-write (no deletion vectors in the table): whole files are fetched.
-            let fetched: Result<Vec<(bytes::Bytes, Remove)>> =
-                futures::stream::iter(wave.iter().cloned().map(|(path, remove, _)| {
-                    let (store, local) = (store.clone(), &local);
-                    async move {
-                        let bytes = match local {
-                            Some(fs) => map_data_file(fs, &path)?,
-                            None => store.get(&path).await?.bytes().await?,
-                        };
-                        Ok::<_, Error>((bytes, remove))
-                    }
-                }))
-                .buffered(writers.max(1))
-                .collect::<Vec<_>>()
-                .await
-                .into_iter()
-                .collect();
-            let done = fetched.and_then(|fetched| {
-                tokio::task::block_in_place(|| {
-                    fetched
-                        .into_par_iter()
-                        .map(|(bytes, remove)| {
-                            let values =
-                                partition::file_values(&parts, remove.partition_values.as_ref());
-                            let m =
-                                mark_changed(&bytes, &remove.path, &set, keys, &columns, &values)?;
-                            let (u, d) = (m.updated, m.deleted);
-                            if u + d == 0 {
-                                return Ok(None);
-                            }
-                            copy_unchanged(
-                                bytes,
-                                &remove.path,
-                                &m.marks,
-                                &columns,
-                                &values,
-                                &sink,
-                            )?;
-                            Ok(Some((remove, None, u, d)))
-                        })
-                        .collect::<Result<Vec<_>>>()
-                })
-            });
-            match (&mut filtered, done) {
-                (Ok(all), Ok(some)) => all.extend(some),
-                (_, Err(e)) => {
-                    filtered = Err(e);
-                    break;
-                }
-                _ => {}
-            }
-        }
-    }
+        copied_without_changes(&scan, &table, &store, &candidates, &sink).await
+    };
     crate::diag::timing("merge: files fetched and checked", t_files);
     let t_scan = std::time::Instant::now();
     let sent = match sending.await {
@@ -780,9 +710,181 @@ async fn rewrite(
         }
         (_, Err(e)) => return Err(e),
     };
+    let files = FileMetrics {
+        before: total,
+        scanned: candidates.len(),
+        skipped: total - candidates.len(),
+        ..FileMetrics::default()
+    };
+    let done = Checked {
+        removes,
+        staged,
+        store,
+        dv,
+        upserts: upsert_count,
+        files,
+    };
+    let outcome = commit_checked(done, &columns, keys, mark).await;
+    crate::diag::timing("merge: vectors and commit", t_commit);
+    outcome
+}
+
+/// The files a merge must read: those whose key statistics may hold a changed key, in the
+/// partitions the changes can touch (`touched`; None: any).
+fn candidates(
+    table: &DeltaTable,
+    set: &KeySet,
+    keys: &[String],
+    parts: &[String],
+    touched: Option<&std::collections::HashSet<Vec<Option<String>>>>,
+) -> Result<Vec<Candidate>> {
+    Ok(table
+        .snapshot()?
+        .log_data()
+        .iter()
+        .filter(|f| set.may_touch(f.stats().as_deref(), &keys[0]))
+        .map(|f| {
+            // The file's add, to commit it again with a new deletion vector.
+            #[allow(deprecated)]
+            let add = f.add_action();
+            (f.object_store_path(), f.remove_action(true), add)
+        })
+        .filter(|(_, r, _)| {
+            touched.is_none_or(|t| {
+                let values = partition::file_values(parts, r.partition_values.as_ref());
+                t.contains(&partition::file_key(&values))
+            })
+        })
+        .collect())
+}
+
+/// Deletion vectors: only the key columns of each candidate are fetched and checked, the
+/// changed rows added to what its vector marks.
+async fn marked_in_store(
+    scan: &Scan<'_>,
+    store: &Arc<dyn object_store::ObjectStore>,
+    candidates: &[Candidate],
+) -> Result<Vec<Option<Touched>>> {
+    let Scan {
+        set,
+        keys,
+        columns,
+        parts,
+        writers,
+    } = *scan;
+    futures::stream::iter(candidates.iter().cloned().map(|(path, remove, add)| {
+        let store = store.clone();
+        async move {
+            let gone = match &add.deletion_vector {
+                Some(d) => deletion_vectors::read(store.as_ref(), d).await?,
+                None => RoaringTreemap::new(),
+            };
+            let values = partition::file_values(parts, remove.partition_values.as_ref());
+            let size = add.size as u64;
+            let m =
+                mark_changed_in_store(store, path, size, set, keys, columns, &values, gone).await?;
+            if m.updated + m.deleted == 0 {
+                return Ok(None);
+            }
+            let (u, d) = (m.updated, m.deleted);
+            Ok::<_, Error>(Some((remove, Some((add, m.marks, m.rows)), u, d)))
+        }
+    }))
+    .buffer_unordered(writers * 2)
+    .try_collect::<Vec<_>>()
+    .await
+}
+
+/// Copy-on-write: the candidates are fetched whole (mapped on a local file system), a few at
+/// a time, checked by their key columns, and those in which a key changed are copied to
+/// `sink` without the changed rows, a batch at a time.
+async fn copied_without_changes(
+    scan: &Scan<'_>,
+    table: &DeltaTable,
+    store: &Arc<dyn object_store::ObjectStore>,
+    candidates: &[Candidate],
+    sink: &Mutex<FileSink>,
+) -> Result<Vec<Option<Touched>>> {
+    let Scan {
+        set,
+        keys,
+        columns,
+        parts,
+        writers,
+    } = *scan;
+    // A table on a local file system: its data files are mapped, not read into memory.
+    let local = table::local_dir(table.table_url())
+        .and_then(|root| object_store::local::LocalFileSystem::new_with_prefix(root).ok());
+    let mut all = Vec::new();
+    for wave in candidates.chunks(writers) {
+        let fetched: Vec<(bytes::Bytes, Remove)> =
+            futures::stream::iter(wave.iter().cloned().map(|(path, remove, _)| {
+                let (store, local) = (store.clone(), &local);
+                async move {
+                    let bytes = match local {
+                        Some(fs) => map_data_file(fs, &path)?,
+                        None => store.get(&path).await?.bytes().await?,
+                    };
+                    Ok::<_, Error>((bytes, remove))
+                }
+            }))
+            .buffered(writers)
+            .collect::<Vec<_>>()
+            .await
+            .into_iter()
+            .collect::<Result<_>>()?;
+        let some = tokio::task::block_in_place(|| {
+            fetched
+                .into_par_iter()
+                .map(|(bytes, remove)| {
+                    let values = partition::file_values(parts, remove.partition_values.as_ref());
+                    let m = mark_changed(&bytes, &remove.path, set, keys, columns, &values)?;
+                    let (u, d) = (m.updated, m.deleted);
+                    if u + d == 0 {
+                        return Ok(None);
+                    }
+                    copy_unchanged(bytes, &remove.path, &m.marks, columns, &values, sink)?;
+                    Ok(Some((remove, None, u, d)))
+                })
+                .collect::<Result<Vec<_>>>()
+        })?;
+        all.extend(some);
+    }
+    Ok(all)
+}
+
+/// A merge's files checked and its new files staged, ready to commit.
+struct Checked {
+    removes: Vec<Option<Touched>>,
+    staged: crate::write::files::Staged,
+    store: Arc<dyn object_store::ObjectStore>,
+    /// Whether the table has deletion vectors.
+    dv: bool,
+    /// Upsert rows of the cycle.
+    upserts: usize,
+    /// The file metrics so far (before, scanned, skipped).
+    files: FileMetrics,
+}
+
+/// Commits a checked merge: the touched files removed (those that keep rows, with deletion
+/// vectors, added again with their new vectors, all in one vector file), the staged files
+/// added, as one MERGE transaction with the cycle's progress `mark`.
+async fn commit_checked(
+    done: Checked,
+    columns: &SchemaRef,
+    keys: &[String],
+    mark: Option<&Mark>,
+) -> Result<(DeltaTable, Outcome)> {
+    let Checked {
+        removes,
+        staged,
+        store,
+        dv,
+        upserts,
+        mut files,
+    } = done;
     let (mut updated, mut deleted, mut touched) = (0, 0, 0);
     let mut actions = Vec::new();
-    // Files that keep some rows get their new deletion vectors, all in one new file.
     let mut marked: Vec<(Add, RoaringTreemap)> = Vec::new();
     for (remove, vector, u, d) in removes.into_iter().flatten() {
         updated += u;
@@ -795,7 +897,6 @@ async fn rewrite(
             marked.push((add, marks));
         }
     }
-    let marked_count = marked.len();
     let vectors: Vec<RoaringTreemap> = marked.iter().map(|(_, m)| m.clone()).collect();
     let written = match deletion_vectors::write(store.as_ref(), &vectors).await {
         Ok(w) => w,
@@ -804,6 +905,11 @@ async fn rewrite(
             return Err(e);
         }
     };
+    // Copy-on-write rewrites every file a changed key is in; deletion vectors mark those that
+    // keep a row, and remove the others.
+    files.rewritten = if dv { 0 } else { touched };
+    files.marked = marked.len();
+    files.removed = touched - marked.len();
     for ((mut add, _), descriptor) in marked.into_iter().zip(written) {
         add.deletion_vector = Some(descriptor);
         add.data_change = true;
@@ -811,20 +917,10 @@ async fn rewrite(
         actions.push(Action::Add(add));
     }
     let (table, adds) = staged.into_parts();
-    let files = FileMetrics {
-        before: total,
-        scanned: candidates.len(),
-        skipped: total - candidates.len(),
-        // Copy-on-write rewrites every file a changed key is in; deletion vectors mark those
-        // that keep a row, and remove the others.
-        rewritten: if dv { 0 } else { touched },
-        marked: marked_count,
-        removed: touched - marked_count,
-        added: adds.len(),
-        bytes_added: adds.iter().map(|a| a.size as u64).sum(),
-    };
+    files.added = adds.len();
+    files.bytes_added = adds.iter().map(|a| a.size as u64).sum();
     // New columns a cycle brought: files written before lack them and read as NULL.
-    actions.extend(table::schema_change(&table, &columns)?);
+    actions.extend(table::schema_change(&table, columns)?);
     actions.extend(adds.into_iter().map(Action::Add));
     let on = keys
         .iter()
@@ -839,11 +935,10 @@ async fn rewrite(
         not_matched_by_source_predicates: vec![],
     };
     let (table, version) = table::commit_actions(table, actions, operation, mark).await?;
-    crate::diag::timing("merge: vectors and commit", t_commit);
     Ok((
         table,
         Outcome {
-            inserted: upsert_count - updated,
+            inserted: upserts - updated,
             updated,
             deleted,
             version: Some(version),
