@@ -167,6 +167,12 @@ fn times(schema: &Schema, name: &str, values: Vec<Option<i64>>) -> Result<ArrayR
     ))
 }
 
+/// A new version: its row among the changes, its op, and whether it is its key's last.
+type Version = (u32, &'static str, bool);
+
+/// What the table holds of each key before the cycle, by row-encoded key.
+type KeyState = HashMap<Box<[u8]>, Current>;
+
 /// What the table holds for one key before the cycle.
 #[derive(Clone, Copy)]
 struct Current {
@@ -233,35 +239,13 @@ pub async fn apply(
         .transpose()?;
     let current = current_rows(&ctx, &table, keys, &key_types, touched).await?;
     let converter = RowConverter::new(key_types.iter().cloned().map(SortField::new).collect())?;
-    let mut state: HashMap<Box<[u8]>, Current> = HashMap::new();
-    let mut latest_from = i64::MIN;
-    let mut current_keys: Vec<RecordBatch> = Vec::new();
-    for b in &current {
-        let cols: Vec<ArrayRef> = (0..keys.len()).map(|i| b.column(i).clone()).collect();
-        let rows = converter.convert_columns(&cols)?;
-        let op = b.column(keys.len()).as_string::<i32>();
-        let from = b
-            .column(keys.len() + 1)
-            .as_primitive::<TimestampMicrosecondType>();
-        for r in 0..b.num_rows() {
-            let live = op.is_null(r) || op.value(r) != "delete";
-            state.insert(rows.row(r).as_ref().into(), Current { live });
-            if from.is_valid(r) {
-                latest_from = latest_from.max(from.value(r));
-            }
-        }
-        if !truncates.is_empty() {
-            current_keys.push(RecordBatch::try_new(
-                Arc::new(Schema::new(
-                    keys.iter()
-                        .zip(&key_types)
-                        .map(|(k, t)| Field::new(k, t.clone(), true))
-                        .collect::<Vec<_>>(),
-                )),
-                cols,
-            )?);
-        }
-    }
+    let (state, latest_from, current_keys) = key_state(
+        &current,
+        keys,
+        &key_types,
+        &converter,
+        !truncates.is_empty(),
+    )?;
     if !truncates.is_empty() {
         // A delete at each truncate's place for every key the table or the cycle has.
         let cycle_keys = all.project(&key_idx)?;
@@ -291,8 +275,51 @@ pub async fn apply(
     let rows = converter.convert_columns(&key_cols)?;
     let ops = all.column(op_idx).as_primitive::<Int8Type>().clone();
 
-    // Each key's versions: (row, op, last of its key).
-    let mut versions: Vec<(u32, &'static str, bool)> = Vec::new();
+    let (versions, closes, mut outcome) = plan_versions(&rows, &sorted, &ops, &state);
+    if versions.is_empty() {
+        return super::merge::progress_only(table, mark).await;
+    }
+
+    // One time for the cycle; never before the versions it closes, so intervals stay ordered.
+    let at = now_micros().max(latest_from);
+    let new_rows = version_rows(&all, columns, &versions, order_idx, at)?;
+
+    if closes.is_empty() {
+        // Only keys the table does not have: a plain append.
+        let table = table
+            .write(vec![new_rows])
+            .with_save_mode(SaveMode::Append)
+            .with_schema_mode(deltalake::operations::write::SchemaMode::Merge)
+            .with_writer_properties(writer_properties(columns))
+            .with_commit_properties(mark.map(Mark::properties).unwrap_or_default())
+            .await?;
+        outcome.version = table.version();
+        return Ok((table, outcome));
+    }
+
+    let closing = Closing {
+        new_rows,
+        closes,
+        all: &all,
+        key_idx: &key_idx,
+        at,
+    };
+    let table = close_and_insert(&ctx, table, closing, columns, keys, mark).await?;
+    outcome.version = table.version();
+    Ok((table, outcome))
+}
+
+/// Each key's versions as `(row, op, last of its key)` in `all`'s rows, given the changes
+/// `sorted` by key then order, their keys `rows` and ops `ops`, and what the table holds of
+/// each key (`state`); the first row of every key the table has (its current version is
+/// closed); the counts.
+fn plan_versions(
+    rows: &arrow::row::Rows,
+    sorted: &UInt32Array,
+    ops: &Int8Array,
+    state: &KeyState,
+) -> (Vec<Version>, Vec<u32>, Outcome) {
+    let mut versions: Vec<Version> = Vec::new();
     let mut closes: Vec<u32> = Vec::new();
     let mut outcome = Outcome::default();
     let mut i = 0;
@@ -330,12 +357,59 @@ pub async fn apply(
         }
         i = j;
     }
-    if versions.is_empty() {
-        return super::merge::progress_only(table, mark).await;
-    }
+    (versions, closes, outcome)
+}
 
-    // One time for the cycle; never before the versions it closes, so intervals stay ordered.
-    let at = now_micros().max(latest_from);
+/// What the table holds of each key in its `current` rows (keys, op, valid_from): whether
+/// the key is live, by row-encoded key; the latest `valid_from`; and, `with_keys`, the keys.
+fn key_state(
+    current: &[RecordBatch],
+    keys: &[String],
+    key_types: &[DataType],
+    converter: &RowConverter,
+    with_keys: bool,
+) -> Result<(KeyState, i64, Vec<RecordBatch>)> {
+    let mut state: KeyState = HashMap::new();
+    let mut latest_from = i64::MIN;
+    let mut current_keys: Vec<RecordBatch> = Vec::new();
+    for b in current {
+        let cols: Vec<ArrayRef> = (0..keys.len()).map(|i| b.column(i).clone()).collect();
+        let rows = converter.convert_columns(&cols)?;
+        let op = b.column(keys.len()).as_string::<i32>();
+        let from = b
+            .column(keys.len() + 1)
+            .as_primitive::<TimestampMicrosecondType>();
+        for r in 0..b.num_rows() {
+            let live = op.is_null(r) || op.value(r) != "delete";
+            state.insert(rows.row(r).as_ref().into(), Current { live });
+            if from.is_valid(r) {
+                latest_from = latest_from.max(from.value(r));
+            }
+        }
+        if with_keys {
+            current_keys.push(RecordBatch::try_new(
+                Arc::new(Schema::new(
+                    keys.iter()
+                        .zip(key_types)
+                        .map(|(k, t)| Field::new(k, t.clone(), true))
+                        .collect::<Vec<_>>(),
+                )),
+                cols,
+            )?);
+        }
+    }
+    Ok((state, latest_from, current_keys))
+}
+
+/// The rows of the new `versions` (of the changes `all`, whose order column is `order_idx`),
+/// with their validity from `at`.
+fn version_rows(
+    all: &RecordBatch,
+    columns: &SchemaRef,
+    versions: &[Version],
+    order_idx: usize,
+    at: i64,
+) -> Result<RecordBatch> {
     let take = |idx: &UInt32Array| -> Result<Vec<ArrayRef>> {
         (0..columns.fields().len())
             .map(|c| Ok(arrow::compute::take(all.column(c), idx, None)?))
@@ -362,21 +436,42 @@ pub async fn apply(
             .map(|v| sortable_seq(orders.value(v.0 as usize)))
             .collect::<Vec<_>>(),
     ));
-    let new_rows = RecordBatch::try_new(crate::table::plain_schema(columns), cols)?;
+    Ok(RecordBatch::try_new(
+        crate::table::plain_schema(columns),
+        cols,
+    )?)
+}
 
-    if closes.is_empty() {
-        // Only keys the table does not have: a plain append.
-        let table = table
-            .write(vec![new_rows])
-            .with_save_mode(SaveMode::Append)
-            .with_schema_mode(deltalake::operations::write::SchemaMode::Merge)
-            .with_writer_properties(writer_properties(columns))
-            .with_commit_properties(mark.map(Mark::properties).unwrap_or_default())
-            .await?;
-        outcome.version = table.version();
-        return Ok((table, outcome));
-    }
+/// The rows a history commit closes and inserts.
+struct Closing<'a> {
+    /// The new versions.
+    new_rows: RecordBatch,
+    /// The first change of each key the table has, in `all`.
+    closes: Vec<u32>,
+    /// The cycle's changes.
+    all: &'a RecordBatch,
+    key_idx: &'a [usize],
+    /// The cycle's time.
+    at: i64,
+}
 
+/// One MERGE that closes the current version of each key in `closing.closes` at
+/// `closing.at` and inserts the new versions, with the cycle's progress `mark`.
+async fn close_and_insert(
+    ctx: &SessionContext,
+    table: DeltaTable,
+    closing: Closing<'_>,
+    columns: &SchemaRef,
+    keys: &[String],
+    mark: Option<&Mark>,
+) -> Result<DeltaTable> {
+    let Closing {
+        new_rows,
+        closes,
+        all,
+        key_idx,
+        at,
+    } = closing;
     // The MERGE source: the new versions (never matched), then one row per changed key that
     // the table has, closing its current version at `at`.
     let mut fields: Vec<Field> = columns
@@ -436,8 +531,7 @@ pub async fn apply(
         })?
         .with_commit_properties(mark.map(Mark::properties).unwrap_or_default())
         .await?;
-    outcome.version = table.version();
-    Ok((table, outcome))
+    Ok(table)
 }
 
 /// Widest part of an `hvr_integ_seq`, in hex digits (docs: hvr-contract).

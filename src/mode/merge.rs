@@ -657,6 +657,10 @@ async fn rewrite(
     drop(net);
     let total = table.snapshot()?.log_data().num_files();
     let candidates = candidates(&table, &set, keys, &parts, touched.as_ref())?;
+    crate::diag::note(format_args!(
+        "merge reads {} of {total} data files",
+        candidates.len()
+    ));
     // Deletion vectors: changed rows are marked deleted instead of their files rewritten.
     let dv = deletion_vectors::enabled(&table);
     let store = table.object_store();
