@@ -322,56 +322,8 @@ pub async fn run(args: Args, env: &HashMap<String, String>) -> Result<()> {
     let refresh = scan(&args.refresh, &pattern, &settings, &mut locations).await?;
     let changes = scan(&args.sources, &pattern, &settings, &mut locations).await?;
     let plan = group(refresh, changes);
-    let base_of = |t: &str| args.bases.get(t).cloned().unwrap_or_else(|| t.to_string());
-
-    // Where each table stands: the newest cycle its backfill progress records.
-    let mut tables: Vec<String> = plan.refresh.keys().cloned().collect();
-    for (_, files) in &plan.cycles {
-        for f in files {
-            if !tables.contains(&f.table) {
-                tables.push(f.table.clone());
-            }
-        }
-    }
-    let mut done: HashMap<String, Option<String>> = HashMap::new();
-    let mut started_tables: HashMap<String, bool> = HashMap::new();
-    for t in &tables {
-        let base = base_of(t);
-        let url = storage::table_url(&lake, &base)?;
-        let table = table::open(&url, &settings.storage).await.context(&base)?;
-        let exists = table::exists(&table);
-        if !exists && !args.keys.contains_key(t) && !args.dry_run {
-            bail!(
-                "table {t}: the target has no table {base} yet: give its key columns with --keys {t}=COL[,COL...]"
-            );
-        }
-        let entry = progress::last_entry(&table, &app_id(&base))
-            .await
-            .context(&base)?;
-        started_tables.insert(t.clone(), entry.is_some());
-        done.insert(
-            t.clone(),
-            entry.and_then(|e| e["cycle"].as_str().map(str::to_string)),
-        );
-    }
-    // A refresh to load makes every cycle up to its own stamp history.
-    for (t, files) in &plan.refresh {
-        if !started_tables.get(t).copied().unwrap_or(false)
-            && let Some(stamp) = files
-                .iter()
-                .map(|f| f.stamp.as_str())
-                .max_by_key(|s| cycle_order(s))
-        {
-            done.insert(t.clone(), Some(stamp.to_string()));
-        }
-    }
-    let is_done = |t: &str, stamp: &str| {
-        done.get(t)
-            .cloned()
-            .flatten()
-            .is_some_and(|d| cycle_order(&d) >= cycle_order(stamp))
-    };
-
+    let standing = Standing::read(&plan, &args, &settings, &lake).await?;
+    let tables = &standing.tables;
     // Each table's work: its refresh, then its cycles in batches within its share of the
     // budget. Tables run side by side.
     let parallel = tables.len().clamp(
@@ -381,42 +333,7 @@ pub async fn run(args: Args, env: &HashMap<String, String>) -> Result<()> {
             .max(2),
     );
     let share = (budget / parallel as u64).max(1);
-    let mut jobs: Vec<Job> = Vec::new();
-    for t in &tables {
-        let refresh = plan
-            .refresh
-            .get(t)
-            .filter(|_| !started_tables.get(t).copied().unwrap_or(false))
-            .map(|files| files.iter().collect::<Vec<_>>());
-        let mut batches: Vec<Vec<&Found>> = Vec::new();
-        let mut cycles_todo = 0;
-        let mut size = 0u64;
-        for (stamp, files) in &plan.cycles {
-            let mine: Vec<&Found> = files
-                .iter()
-                .filter(|f| &f.table == t && !is_done(t, stamp))
-                .collect();
-            if mine.is_empty() {
-                continue;
-            }
-            cycles_todo += 1;
-            let bytes: u64 = mine.iter().map(|f| f.bytes).sum();
-            if batches.is_empty() || size + bytes > share {
-                batches.push(Vec::new());
-                size = 0;
-            }
-            batches.last_mut().expect("a batch").extend(mine);
-            size += bytes;
-        }
-        if refresh.is_some() || !batches.is_empty() {
-            jobs.push(Job {
-                table: t.clone(),
-                refresh,
-                batches,
-                cycles: cycles_todo,
-            });
-        }
-    }
+    let jobs = jobs(&plan, &standing, share);
     let total_bytes: u64 = jobs
         .iter()
         .flat_map(|j| j.refresh.iter().flatten().chain(j.batches.iter().flatten()))
@@ -426,7 +343,7 @@ pub async fn run(args: Args, env: &HashMap<String, String>) -> Result<()> {
     let cycles_to_apply = plan
         .cycles
         .iter()
-        .filter(|(stamp, files)| files.iter().any(|f| !is_done(&f.table, stamp)))
+        .filter(|(stamp, files)| files.iter().any(|f| !standing.is_done(&f.table, stamp)))
         .count();
     println!(
         "hvrlake: backfill: {} table(s), {} refresh(es), {} cycle(s) to apply in {} batch(es) of at most {:.1} MB per table, {} table(s) at a time ({} cycle(s) already applied), {:.1} MB of files",
@@ -440,32 +357,13 @@ pub async fn run(args: Args, env: &HashMap<String, String>) -> Result<()> {
         total_bytes as f64 / 1e6
     );
     if args.dry_run {
-        for t in &tables {
-            let job = jobs.iter().find(|j| &j.table == t);
-            let cycles: Vec<&String> = plan
-                .cycles
-                .iter()
-                .filter(|c| c.1.iter().any(|f| &f.table == t) && !is_done(t, &c.0))
-                .map(|c| &c.0)
-                .collect();
-            println!(
-                "hvrlake: backfill: dry run: {} -> {}: refresh files {}, cycles {} ({} .. {}) in {} batch(es), done up to {}",
-                t,
-                base_of(t),
-                job.and_then(|j| j.refresh.as_ref()).map_or(0, Vec::len),
-                cycles.len(),
-                cycles.first().map_or("-", |s| s.as_str()),
-                cycles.last().map_or("-", |s| s.as_str()),
-                job.map_or(0, |j| j.batches.len()),
-                done[t].as_deref().unwrap_or("-")
-            );
-        }
+        dry_run(&args, &plan, &jobs, &standing);
         return Ok(());
     }
 
     let progress = Progress::new(&jobs);
     let spec = |t: &str, files: &[&Found]| -> Result<TableSpec> {
-        let base = base_of(t);
+        let base = base_of(&args, t);
         let cycle = files
             .iter()
             .map(|f| f.stamp.as_str())
@@ -501,6 +399,152 @@ pub async fn run(args: Args, env: &HashMap<String, String>) -> Result<()> {
     progress.finish();
     results.into_iter().collect::<Result<Vec<()>>>()?;
     Ok(())
+}
+
+/// Where the tables of a backfill stand: every table of the plan, the newest cycle its
+/// backfill progress records (a refresh still to load counts as every cycle up to its own
+/// stamp), and whether it has any progress at all.
+struct Standing {
+    tables: Vec<String>,
+    done: HashMap<String, Option<String>>,
+    started: HashMap<String, bool>,
+}
+
+impl Standing {
+    async fn read(plan: &Plan, args: &Args, settings: &Settings, lake: &url::Url) -> Result<Self> {
+        // Where each table stands: the newest cycle its backfill progress records.
+        let mut tables: Vec<String> = plan.refresh.keys().cloned().collect();
+        for (_, files) in &plan.cycles {
+            for f in files {
+                if !tables.contains(&f.table) {
+                    tables.push(f.table.clone());
+                }
+            }
+        }
+        let mut done: HashMap<String, Option<String>> = HashMap::new();
+        let mut started: HashMap<String, bool> = HashMap::new();
+        for t in &tables {
+            let base = base_of(args, t);
+            let url = storage::table_url(lake, &base)?;
+            let table = table::open(&url, &settings.storage).await.context(&base)?;
+            let exists = table::exists(&table);
+            if !exists && !args.keys.contains_key(t) && !args.dry_run {
+                bail!(
+                    "table {t}: the target has no table {base} yet: give its key columns with --keys {t}=COL[,COL...]"
+                );
+            }
+            let entry = progress::last_entry(&table, &app_id(&base))
+                .await
+                .context(&base)?;
+            started.insert(t.clone(), entry.is_some());
+            done.insert(
+                t.clone(),
+                entry.and_then(|e| e["cycle"].as_str().map(str::to_string)),
+            );
+        }
+        // A refresh to load makes every cycle up to its own stamp history.
+        for (t, files) in &plan.refresh {
+            if !started.get(t).copied().unwrap_or(false)
+                && let Some(stamp) = files
+                    .iter()
+                    .map(|f| f.stamp.as_str())
+                    .max_by_key(|s| cycle_order(s))
+            {
+                done.insert(t.clone(), Some(stamp.to_string()));
+            }
+        }
+
+        Ok(Standing {
+            tables,
+            done,
+            started,
+        })
+    }
+
+    /// Whether table `t` has the cycle `stamp` already.
+    fn is_done(&self, t: &str, stamp: &str) -> bool {
+        self.done
+            .get(t)
+            .cloned()
+            .flatten()
+            .is_some_and(|d| cycle_order(&d) >= cycle_order(stamp))
+    }
+
+    /// Whether table `t` has any backfill progress.
+    fn started(&self, t: &str) -> bool {
+        self.started.get(t).copied().unwrap_or(false)
+    }
+}
+
+/// Each table's work: its refresh (unless it started already), then the cycles it does not
+/// have, in batches of at most `share` bytes.
+fn jobs<'p>(plan: &'p Plan, standing: &Standing, share: u64) -> Vec<Job<'p>> {
+    let mut jobs: Vec<Job> = Vec::new();
+    for t in &standing.tables {
+        let refresh = plan
+            .refresh
+            .get(t)
+            .filter(|_| !standing.started(t))
+            .map(|files| files.iter().collect::<Vec<_>>());
+        let mut batches: Vec<Vec<&Found>> = Vec::new();
+        let mut cycles_todo = 0;
+        let mut size = 0u64;
+        for (stamp, files) in &plan.cycles {
+            let mine: Vec<&Found> = files
+                .iter()
+                .filter(|f| &f.table == t && !standing.is_done(t, stamp))
+                .collect();
+            if mine.is_empty() {
+                continue;
+            }
+            cycles_todo += 1;
+            let bytes: u64 = mine.iter().map(|f| f.bytes).sum();
+            if batches.is_empty() || size + bytes > share {
+                batches.push(Vec::new());
+                size = 0;
+            }
+            batches.last_mut().expect("a batch").extend(mine);
+            size += bytes;
+        }
+        if refresh.is_some() || !batches.is_empty() {
+            jobs.push(Job {
+                table: t.clone(),
+                refresh,
+                batches,
+                cycles: cycles_todo,
+            });
+        }
+    }
+    jobs
+}
+
+/// What a dry run prints: each table's refresh files, cycles and batches.
+fn dry_run(args: &Args, plan: &Plan, jobs: &[Job], standing: &Standing) {
+    for t in &standing.tables {
+        let job = jobs.iter().find(|j| &j.table == t);
+        let cycles: Vec<&String> = plan
+            .cycles
+            .iter()
+            .filter(|c| c.1.iter().any(|f| &f.table == t) && !standing.is_done(t, &c.0))
+            .map(|c| &c.0)
+            .collect();
+        println!(
+            "hvrlake: backfill: dry run: {} -> {}: refresh files {}, cycles {} ({} .. {}) in {} batch(es), done up to {}",
+            t,
+            base_of(args, t),
+            job.and_then(|j| j.refresh.as_ref()).map_or(0, Vec::len),
+            cycles.len(),
+            cycles.first().map_or("-", |s| s.as_str()),
+            cycles.last().map_or("-", |s| s.as_str()),
+            job.map_or(0, |j| j.batches.len()),
+            standing.done[t].as_deref().unwrap_or("-")
+        );
+    }
+}
+
+/// The target name of table `t`: as `--base` gives it, else its own.
+fn base_of(args: &Args, t: &str) -> String {
+    args.bases.get(t).cloned().unwrap_or_else(|| t.to_string())
 }
 
 /// Runs one table's refresh and batches, in order.
