@@ -1,5 +1,5 @@
-//! One call's work, per table: read every file → coalesce → commit, then remove the files.
-//! All tables are read and checked before any table is written, so bad input changes nothing.
+//! One call's work, per table: read every file, then commit each table in turn, retrying a
+//! commit that lost to another writer or whose outcome is unknown. All tables are read and checked before any table is written, so bad input changes nothing.
 
 use std::time::Instant;
 
@@ -81,7 +81,7 @@ impl std::fmt::Display for Summary {
     }
 }
 
-/// Runs one call over `tables`: reads all, then commits each, then removes the files.
+/// Runs one call over `tables`: reads all, then commits each (the caller removes the files).
 /// `report` receives each table's summary as soon as its commit is done.
 pub async fn run(
     kind: Kind,

@@ -2,8 +2,8 @@
 //!
 //! Writing a file through the page cache copies every byte into pages the kernel must first
 //! find and zero; on these virtual machines that is also memory the host must back again, and
-//! it was 13% of an integrate's CPU and 7% of a refresh's (docs/benchmarks.md, "Writing data files"). A
-//! direct write hands the disk the process's own buffer, which stays warm from one block to the
+//! it was 13% of an integrate's CPU and 7% of a refresh's (docs/benchmarks.md, "Writing data
+//! files"). A direct write hands the disk the process's own buffer, which stays warm from one block to the
 //! next, so the copy leaves the call's CPU. What goes direct is whole blocks of [`ALIGN`] bytes
 //! from a buffer aligned the same; the last partial block goes through the page cache. A file
 //! system that refuses `O_DIRECT` (tmpfs, or any other platform than Linux) gets plain writes.

@@ -1,7 +1,7 @@
 //! Data files encoded by hvrlake itself: Arrow batches of a flat table into Parquet pages
 //! (definition levels straight from the validity bitmap, zstd level 1) and
 //! uploaded through `object_store` (or, for a table on a local disk, written around the page
-//! cache: `storage::direct`), with the Delta statistics of each file taken from the values as
+//! cache: `write::direct`), with the Delta statistics of each file taken from the values as
 //! they are encoded.
 //!
 //! parquet-rs's `ArrowWriter` spends most of a refresh's writing time outside compression

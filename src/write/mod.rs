@@ -13,7 +13,7 @@ use deltalake::parquet::file::properties::{EnabledStatistics, WriterProperties};
 use deltalake::parquet::schema::types::ColumnPath;
 
 /// How data files are written: zstd level 1 (about the speed of snappy, smaller files),
-/// statistics on every column, row groups of up to 1M rows, and dictionary encoding only for
+/// statistics on every column, row groups of up to 131,072 rows, and dictionary encoding only for
 /// text columns: on numbers and timestamps it costs time and saves little after zstd.
 pub fn writer_properties(columns: &SchemaRef) -> WriterProperties {
     let mut b = WriterProperties::builder()
