@@ -205,6 +205,41 @@ macro_rules! bail {
 mod tests {
     use super::*;
 
+    #[cfg(feature = "lake")]
+    #[test]
+    fn a_store_failure_is_transient_wherever_it_surfaces() {
+        let store = || object_store::Error::Generic {
+            store: "S3",
+            source: "503 Slow Down after 10 retries".into(),
+        };
+        let direct = Error::from(store());
+        assert_eq!(direct.kind(), Kind::Store);
+        assert!(direct.message().contains("503 Slow Down"), "{direct}");
+        // Through parquet-rs (a ranged read of a data file), DataFusion, an io::Error (an
+        // upload) and delta-rs: the same kind, and the source kept.
+        let parquet = Error::from(parquet::errors::ParquetError::External(Box::new(store())));
+        assert_eq!(parquet.kind(), Kind::Store);
+        assert!(std::error::Error::source(&parquet).is_some());
+        let df = datafusion::error::DataFusionError::Context(
+            "scan".into(),
+            Box::new(datafusion::error::DataFusionError::ObjectStore(Box::new(
+                store(),
+            ))),
+        );
+        assert_eq!(Error::from(df).kind(), Kind::Store);
+        let io = std::io::Error::other(store());
+        assert_eq!(Error::from(io).context("data file x").kind(), Kind::Store);
+        let delta = deltalake::DeltaTableError::from(store());
+        assert_eq!(Error::from(delta).kind(), Kind::Store);
+        // A lost commit race is a conflict; bad input is fatal.
+        let lost = deltalake::DeltaTableError::VersionAlreadyExists(3);
+        assert_eq!(Error::from(lost).kind(), Kind::Conflict);
+        let bad = Error::from(std::io::Error::new(std::io::ErrorKind::InvalidData, "x"));
+        assert_eq!(bad.kind(), Kind::Fatal);
+        assert!(!bad.is_transient());
+        assert!(Error::msg("plain").context("t").kind() == Kind::Fatal);
+    }
+
     #[test]
     fn messages_stay_on_one_line() {
         let e = Error::msg("setting '\n' in the userarg is not name=value");

@@ -950,3 +950,41 @@ async fn commit_checked(
         },
     ))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use arrow::array::{Int8Array, Int64Array};
+    use arrow::datatypes::{Field, Schema};
+
+    #[test]
+    fn only_files_whose_key_range_holds_a_changed_key_are_read() {
+        let schema = Arc::new(Schema::new(vec![
+            Field::new("id", DataType::Int64, false),
+            Field::new(change::OP, DataType::Int8, false),
+        ]));
+        let changes = RecordBatch::try_new(
+            schema,
+            vec![
+                Arc::new(Int64Array::from(vec![7, 1050, 20])),
+                Arc::new(Int8Array::from(vec![
+                    Op::Upsert as i8,
+                    Op::Delete as i8,
+                    Op::Upsert as i8,
+                ])),
+            ],
+        )
+        .unwrap();
+        let set = KeySet::new(&[changes], &["id".into()]).unwrap();
+        let stats = |lo: i64, hi: i64| {
+            format!(r#"{{"numRecords":10,"minValues":{{"id":{lo}}},"maxValues":{{"id":{hi}}}}}"#)
+        };
+        assert!(set.may_touch(Some(&stats(1, 10)), "id"));
+        assert!(set.may_touch(Some(&stats(1000, 1100)), "id"));
+        assert!(!set.may_touch(Some(&stats(21, 999)), "id"));
+        assert!(!set.may_touch(Some(&stats(5000, 5000)), "id"));
+        // No statistics, or none for the key: the file must be read.
+        assert!(set.may_touch(None, "id"));
+        assert!(set.may_touch(Some(r#"{"numRecords":10}"#), "id"));
+    }
+}

@@ -166,3 +166,60 @@ pub trait TableMode: Sync {
     /// Applies a cycle's changes to the table in one commit.
     fn apply<'a>(&'a self, job: Apply<'a>) -> BoxFuture<'a, Result<(DeltaTable, Outcome)>>;
 }
+
+#[cfg(all(test, feature = "lake"))]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn each_mode_keeps_what_its_setting_says() {
+        let all = ["merge", "soft_delete", "history", "append"].map(|m| Mode::parse(m).unwrap());
+        let stages: Vec<_> = all.iter().map(|m| m.keeper().stage()).collect();
+        assert_eq!(stages, ["merge", "merge", "history", "append"]);
+        let coalesce: Vec<_> = all.iter().map(|m| m.keeper().coalesces()).collect();
+        assert_eq!(coalesce, [true, true, false, false]);
+        let extras: Vec<_> = all.iter().map(|m| m.keeper().keeps_extras()).collect();
+        assert_eq!(extras, [false, false, false, true]);
+        let keys: Vec<_> = all.iter().map(|m| m.keeper().needs_keys()).collect();
+        assert_eq!(keys, [true, true, true, false]);
+        assert_eq!(Mode::parse(" Soft_Delete "), Some(Mode::SoftDelete));
+        assert_eq!(Mode::parse("upsert"), None);
+    }
+
+    #[test]
+    fn refresh_rows_are_live_and_current() {
+        use arrow::array::{Array, AsArray, BooleanArray, Int64Array};
+        use arrow::datatypes::{DataType, Field, Schema};
+        let options = ModeOptions {
+            delete_column: "is_deleted".into(),
+            deleted_at_column: "deleted_at".into(),
+            ..ModeOptions::default()
+        };
+        let columns: SchemaRef = std::sync::Arc::new(Schema::new(vec![
+            Field::new("id", DataType::Int64, false),
+            Field::new("is_deleted", DataType::Boolean, true),
+        ]));
+        let batch = RecordBatch::try_new(
+            columns.clone(),
+            vec![
+                std::sync::Arc::new(Int64Array::from(vec![1, 2])),
+                std::sync::Arc::new(BooleanArray::from(vec![None, Some(true)])),
+            ],
+        )
+        .unwrap();
+        let soft = Mode::SoftDelete.keeper();
+        let out = soft
+            .refresh_rows(batch.clone(), &columns, &options, 0)
+            .unwrap();
+        let flag = out.column(1).as_boolean();
+        assert_eq!(
+            (flag.value(0), flag.value(1), flag.null_count()),
+            (false, false, 0)
+        );
+        // A merge table keeps the rows as they are.
+        let same = Mode::Merge
+            .keeper()
+            .refresh_rows(batch.clone(), &columns, &options, 0);
+        assert_eq!(same.unwrap(), batch);
+    }
+}
