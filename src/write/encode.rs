@@ -573,35 +573,7 @@ fn put_values(out: &mut Vec<u8>, a: &ArrayRef, descr: &ColumnDescPtr) -> Result<
     }
     let physical = descr.physical_type();
     Ok(match (a.data_type(), physical) {
-        (DataType::Boolean, Physical::BOOLEAN) => {
-            let v = a.as_boolean().values();
-            let (mut any_true, mut any_false) = (false, false);
-            let mut byte = 0u8;
-            let mut k = 0;
-            let mut put = |x: bool| {
-                any_true |= x;
-                any_false |= !x;
-                byte |= u8::from(x) << k;
-                k += 1;
-                if k == 8 {
-                    out.push(byte);
-                    byte = 0;
-                    k = 0;
-                }
-            };
-            match nulls {
-                None => v.iter().for_each(&mut put),
-                Some(n) => n.valid_indices().for_each(|i| put(v.value(i))),
-            }
-            if k > 0 {
-                out.push(byte);
-            }
-            if any_true || any_false {
-                Bounds::Bool(!any_false, any_true)
-            } else {
-                Bounds::None
-            }
-        }
+        (DataType::Boolean, Physical::BOOLEAN) => put_bools(out, a, nulls),
         (DataType::Int8, Physical::INT32) => ints!(Int8Type, i32, Int),
         (DataType::Int16, Physical::INT32) => ints!(Int16Type, i32, Int),
         (DataType::Int32, Physical::INT32) => ints!(Int32Type, i32, Int),
@@ -618,31 +590,7 @@ fn put_values(out: &mut Vec<u8>, a: &ArrayRef, descr: &ColumnDescPtr) -> Result<
         (
             DataType::Decimal128(_, _),
             Physical::INT32 | Physical::INT64 | Physical::FIXED_LEN_BYTE_ARRAY,
-        ) => {
-            let v = a.as_primitive::<Decimal128Type>().values();
-            let width = descr.type_length().max(0) as usize;
-            // Each layout has its own loop, so that a value's bytes are a store of known size
-            // (FIXED_LEN_BYTE_ARRAY narrower than 16 keeps the last `width` bytes).
-            let (lo, hi) = match physical {
-                Physical::INT32 => put_decimals(out, v, nulls, |o, x| {
-                    o.extend_from_slice(&(x as i32).to_le_bytes())
-                }),
-                Physical::INT64 => put_decimals(out, v, nulls, |o, x| {
-                    o.extend_from_slice(&(x as i64).to_le_bytes())
-                }),
-                _ if width == 16 => {
-                    put_decimals(out, v, nulls, |o, x| o.extend_from_slice(&x.to_be_bytes()))
-                }
-                _ => put_decimals(out, v, nulls, |o, x| {
-                    o.extend_from_slice(&x.to_be_bytes()[16 - width..])
-                }),
-            };
-            if lo > hi {
-                Bounds::None
-            } else {
-                Bounds::Dec(lo, hi)
-            }
-        }
+        ) => put_decimal_column(out, a, descr, nulls),
         (DataType::Utf8 | DataType::Binary, Physical::BYTE_ARRAY) => {
             let mut bounds = TextBounds::default();
             each_text(a, |v| {
@@ -659,6 +607,71 @@ fn put_values(out: &mut Vec<u8>, a: &ArrayRef, descr: &ColumnDescPtr) -> Result<
             )));
         }
     })
+}
+
+/// Appends the non-null booleans of `a` bit-packed (PLAIN), and returns their bounds.
+fn put_bools(out: &mut Vec<u8>, a: &ArrayRef, nulls: Option<&NullBuffer>) -> Bounds {
+    let v = a.as_boolean().values();
+    let (mut any_true, mut any_false) = (false, false);
+    let mut byte = 0u8;
+    let mut k = 0;
+    let mut put = |x: bool| {
+        any_true |= x;
+        any_false |= !x;
+        byte |= u8::from(x) << k;
+        k += 1;
+        if k == 8 {
+            out.push(byte);
+            byte = 0;
+            k = 0;
+        }
+    };
+    match nulls {
+        None => v.iter().for_each(&mut put),
+        Some(n) => n.valid_indices().for_each(|i| put(v.value(i))),
+    }
+    if k > 0 {
+        out.push(byte);
+    }
+    if any_true || any_false {
+        Bounds::Bool(!any_false, any_true)
+    } else {
+        Bounds::None
+    }
+}
+
+/// Appends the non-null decimals of `a` as `descr`'s physical type wants them (INT32, INT64 or
+/// FIXED_LEN_BYTE_ARRAY), and returns their bounds.
+fn put_decimal_column(
+    out: &mut Vec<u8>,
+    a: &ArrayRef,
+    descr: &ColumnDescPtr,
+    nulls: Option<&NullBuffer>,
+) -> Bounds {
+    let physical = descr.physical_type();
+    let v = a.as_primitive::<Decimal128Type>().values();
+    let width = descr.type_length().max(0) as usize;
+    // Each layout has its own loop, so that a value's bytes are a store of known size
+    // (FIXED_LEN_BYTE_ARRAY narrower than 16 keeps the last `width` bytes).
+    let (lo, hi) = match physical {
+        Physical::INT32 => put_decimals(out, v, nulls, |o, x| {
+            o.extend_from_slice(&(x as i32).to_le_bytes())
+        }),
+        Physical::INT64 => put_decimals(out, v, nulls, |o, x| {
+            o.extend_from_slice(&(x as i64).to_le_bytes())
+        }),
+        _ if width == 16 => {
+            put_decimals(out, v, nulls, |o, x| o.extend_from_slice(&x.to_be_bytes()))
+        }
+        _ => put_decimals(out, v, nulls, |o, x| {
+            o.extend_from_slice(&x.to_be_bytes()[16 - width..])
+        }),
+    };
+    if lo > hi {
+        Bounds::None
+    } else {
+        Bounds::Dec(lo, hi)
+    }
 }
 
 /// Appends the non-null values of `v` to `out` with `put_one`; their smallest and largest
