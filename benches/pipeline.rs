@@ -182,6 +182,7 @@ fn spec(dir: &Path, files: &[&str]) -> TableSpec {
             .collect(),
         app_id: None,
         cycle: None,
+        captured_ms: None,
     }
 }
 

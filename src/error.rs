@@ -56,6 +56,14 @@ impl Error {
         }
     }
 
+    /// A lost race with another writer, with this message: done again on the latest version.
+    pub fn conflict(message: impl Into<String>) -> Self {
+        Error {
+            kind: Kind::Conflict,
+            ..Error::msg(message)
+        }
+    }
+
     /// `source` as an error of `kind`, its message redacted.
     fn wrap(source: impl std::error::Error + Send + Sync + 'static, kind: Kind) -> Self {
         Error {

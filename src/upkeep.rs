@@ -146,18 +146,27 @@ pub async fn inspect(table: &DeltaTable) -> Result<String> {
                 .get(app)
                 .is_none_or(|old| e["txn"].as_i64() > old["txn"].as_i64());
             if newer {
-                apps.insert(app.to_string(), e.clone());
+                let mut e = e.clone();
+                // The replication latency: from the capture of the cycle's first row to
+                // this commit.
+                if let (Some(c), Some(t)) = (e["captured_ms"].as_i64(), info.timestamp) {
+                    e["latency"] = serde_json::json!((t - c) as f64 / 1000.0);
+                }
+                apps.insert(app.to_string(), e);
             }
         }
     }
     for (app, e) in apps {
         out.push_str(&format!(
-            "applied     {app}: txn {} {} cycle {} max hvr_integ_seq {} files {}\n",
+            "applied     {app}: txn {} {} cycle {} max hvr_integ_seq {} files {} latency {}\n",
             e["txn"],
             e["mode"].as_str().unwrap_or("?"),
             e["cycle"].as_str().unwrap_or("-"),
             e["max_integ_seq"].as_str().unwrap_or("-"),
-            e["files"].as_array().map_or(0, Vec::len)
+            e["files"].as_array().map_or(0, Vec::len),
+            e["latency"]
+                .as_f64()
+                .map_or("-".to_string(), |l| format!("{l:.3}s"))
         ));
     }
     Ok(out)

@@ -132,20 +132,6 @@ fn parse_size(v: &str) -> Option<u64> {
     (n > 0.0).then_some((n * mult as f64) as u64)
 }
 
-/// The default budget: a quarter of the machine's memory (the Arrow form of a CSV batch and
-/// the merge around it take a few times the files' size).
-fn default_budget() -> u64 {
-    let total = std::fs::read_to_string("/proc/meminfo")
-        .ok()
-        .and_then(|m| {
-            m.lines()
-                .find(|l| l.starts_with("MemTotal:"))
-                .and_then(|l| l.split_whitespace().nth(1)?.parse::<u64>().ok())
-        })
-        .map_or(8 << 30, |kb| kb * 1024);
-    (total / 8).max(64 << 20)
-}
-
 /// One file found in a source.
 #[derive(Clone, Debug)]
 struct Found {
@@ -317,7 +303,7 @@ pub async fn run(args: Args, env: &HashMap<String, String>) -> Result<()> {
     storage::register_stores();
     let lake = storage::lake_url(&settings.target)?;
     let pattern = FilePattern::new(&settings.file_pattern)?;
-    let budget = args.max_memory.unwrap_or_else(default_budget);
+    let budget = args.max_memory.unwrap_or_else(super::memory_budget);
     let mut locations = Vec::new();
     let refresh = scan(&args.refresh, &pattern, &settings, &mut locations).await?;
     let changes = scan(&args.sources, &pattern, &settings, &mut locations).await?;
@@ -388,6 +374,7 @@ pub async fn run(args: Args, env: &HashMap<String, String>) -> Result<()> {
             files,
             app_id: Some(app_id(&base)),
             cycle,
+            captured_ms: None,
         })
     };
     let batches_done = std::sync::atomic::AtomicUsize::new(0);

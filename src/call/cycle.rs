@@ -1,10 +1,14 @@
-//! One call's work, per table: read every file, then commit each table in turn, retrying a
-//! commit that lost to another writer or whose outcome is unknown. All tables are read and checked before any table is written, so bad input changes nothing.
+//! One call's work, per table: read every file, then commit each table, retrying a commit
+//! that lost to another writer or whose outcome is unknown. Tables are worked on side by
+//! side ([`Settings::tables_in_flight`]); all are read and checked before any is committed,
+//! so bad input changes nothing, and each table is one commit with its progress marker.
 
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Instant;
 
 use datafusion::prelude::SessionContext;
 use deltalake::DeltaTable;
+use futures::StreamExt;
 
 use super::prepare::{Payload, Prepared};
 use super::spec::{Kind, TableSpec};
@@ -32,6 +36,9 @@ pub struct Summary {
     pub seconds: f64,
     /// Whether the table already had this cycle (an earlier call committed it).
     pub skipped: bool,
+    /// Seconds from the capture of the cycle's first row of the table to its commit, when
+    /// HVR gave the capture time (`HVR_TBL_CAP_TSTAMP`).
+    pub latency: Option<f64>,
 }
 
 impl Summary {
@@ -48,6 +55,7 @@ impl Summary {
             bytes: 0,
             seconds: started.elapsed().as_secs_f64(),
             skipped: true,
+            latency: None,
         }
     }
 }
@@ -77,12 +85,17 @@ impl std::fmt::Display for Summary {
             self.bytes,
             version,
             self.seconds
-        )
+        )?;
+        match self.latency {
+            Some(l) => write!(f, " latency={l:.3}"),
+            None => Ok(()),
+        }
     }
 }
 
 /// Runs one call over `tables`: reads all, then commits each (the caller removes the files).
-/// `report` receives each table's summary as soon as its commit is done.
+/// Up to [`Settings::tables_in_flight`] tables are read at once, and then committed at once;
+/// `report` receives each table's summary as its commit is done, in the order of `tables`.
 pub async fn run(
     kind: Kind,
     tables: Vec<TableSpec>,
@@ -91,69 +104,144 @@ pub async fn run(
 ) -> Result<Vec<Summary>> {
     storage::register_stores();
     let lake = storage::lake_url(&settings.target)?;
-    let storage_options = settings.storage.clone();
-    let mut steps: Vec<Step> = Vec::with_capacity(tables.len());
-    let mut store_checked = settings.single_writer;
-    for spec in tables {
-        let started = Instant::now();
-        let step = async {
-            let url = storage::table_url(&lake, &spec.base_name)?;
-            let table = table::open(&url, &storage_options)
-                .await
-                .context(&spec.base_name)?;
-            stage_time(&spec.base_name, "open", started);
-            if !store_checked {
-                // Once per call: every table of a lake is on the same store.
-                table::check_conditional_writes(&table)
-                    .await
-                    .context(&spec.base_name)?;
-                store_checked = true;
-            }
-            if let Some(cycle) = cycle_of(kind, &spec, None)
-                && progress::applied(&table, &cycle)
-                    .await
-                    .context(&spec.base_name)?
-            {
-                // Committed by an earlier call (HVR runs a failed job again): its files may
-                // be gone already, and nothing is read or written.
-                return Ok(Step::Skip(Summary::skipped(&spec, &table, started)));
-            }
-            let t = Instant::now();
-            let name = spec.base_name.clone();
-            let p = super::prepare::prepare(kind, spec, table, settings, started).await;
-            stage_time(&name, "read", t);
-            p.map(|p| Step::Apply(Box::new(p)))
-        };
-        match step.await {
-            Ok(p) => steps.push(p),
+    let width = settings.tables_in_flight(&lake).max(1);
+    let call = Shared {
+        kind,
+        settings,
+        lake: &lake,
+        store_checked: tokio::sync::OnceCell::new(),
+        budget: Budget::new(super::memory_budget()),
+        failed: AtomicBool::new(false),
+    };
+    let read: Vec<Option<Result<Step>>> = futures::stream::iter(tables)
+        .map(|spec| call.read(spec))
+        .buffered(width)
+        .collect()
+        .await;
+    let mut steps: Vec<Step> = Vec::with_capacity(read.len());
+    let mut failure = None;
+    for r in read.into_iter().flatten() {
+        match r {
+            Ok(step) => steps.push(step),
             Err(e) => {
-                // Bad input anywhere changes nothing: drop the files staged for other tables.
-                for step in steps {
-                    if let Step::Apply(p) = step {
-                        p.discard().await;
-                    }
-                }
-                return Err(e);
+                failure.get_or_insert(e);
             }
         }
     }
+    if let Some(e) = failure {
+        // Bad input anywhere changes nothing: drop the files staged for other tables.
+        for step in steps {
+            if let Step::Apply(p) = step {
+                p.discard().await;
+            }
+        }
+        return Err(e);
+    }
     let ctx = SessionContext::new();
-    let mut summaries = Vec::with_capacity(steps.len());
-    for step in steps {
-        let mut p = match step {
-            Step::Skip(s) => {
+    let mut commits = futures::stream::iter(steps)
+        .map(|step| call.commit(&ctx, step))
+        .buffered(width);
+    let mut summaries = Vec::new();
+    while let Some(done) = commits.next().await {
+        match done {
+            Ok(Some(s)) => {
                 report(&s);
                 summaries.push(s);
-                continue;
             }
+            Ok(None) => {}
+            Err(e) => {
+                failure.get_or_insert(e);
+            }
+        }
+    }
+    match failure {
+        Some(e) => Err(e),
+        None => Ok(summaries),
+    }
+}
+
+/// What the tables of one call share while they are worked on side by side.
+struct Shared<'a> {
+    kind: Kind,
+    settings: &'a Settings,
+    lake: &'a url::Url,
+    /// Set once the store's conditional writes are checked: once per call, as every table of
+    /// a lake is on the same store.
+    store_checked: tokio::sync::OnceCell<()>,
+    budget: Budget,
+    /// A table failed: the tables not started yet are not started.
+    failed: AtomicBool,
+}
+
+impl Shared<'_> {
+    /// Opens and reads one table; None when another table failed before this one started.
+    async fn read(&self, spec: TableSpec) -> Option<Result<Step>> {
+        if self.failed.load(Ordering::Relaxed) {
+            return None;
+        }
+        let done = self.read_table(spec).await;
+        if done.is_err() {
+            self.failed.store(true, Ordering::Relaxed);
+        }
+        Some(done)
+    }
+
+    async fn read_table(&self, spec: TableSpec) -> Result<Step> {
+        let (kind, settings) = (self.kind, self.settings);
+        let started = Instant::now();
+        let url = storage::table_url(self.lake, &spec.base_name)?;
+        let table = table::open(&url, &settings.storage)
+            .await
+            .context(&spec.base_name)?;
+        stage_time(&spec.base_name, "open", started);
+        if !settings.single_writer {
+            self.store_checked
+                .get_or_try_init(|| table::check_conditional_writes(&table))
+                .await
+                .context(&spec.base_name)?;
+        }
+        if let Some(cycle) = cycle_of(kind, &spec, None)
+            && progress::applied(&table, &cycle)
+                .await
+                .context(&spec.base_name)?
+        {
+            // Committed by an earlier call (HVR runs a failed job again): its files may
+            // be gone already, and nothing is read or written.
+            return Ok(Step::Skip(Summary::skipped(&spec, &table, started)));
+        }
+        let t = Instant::now();
+        let name = spec.base_name.clone();
+        let p = super::prepare::prepare(kind, spec, table, settings, &self.budget, started).await;
+        stage_time(&name, "read", t);
+        p.map(|p| Step::Apply(Box::new(p)))
+    }
+
+    /// Commits one table read before (after a failed commit elsewhere, discards it instead);
+    /// None when nothing was committed because another table failed.
+    async fn commit(&self, ctx: &SessionContext, step: Step) -> Result<Option<Summary>> {
+        let p = match step {
+            Step::Skip(s) => return Ok(Some(s)),
             Step::Apply(p) => p,
         };
+        if self.failed.load(Ordering::Relaxed) {
+            p.discard().await;
+            return Ok(None);
+        }
+        let done = self.commit_table(ctx, *p).await;
+        if done.is_err() {
+            self.failed.store(true, Ordering::Relaxed);
+        }
+        done.map(Some)
+    }
+
+    async fn commit_table(&self, ctx: &SessionContext, mut p: Prepared) -> Result<Summary> {
+        let (kind, settings) = (self.kind, self.settings);
         let name = p.spec.base_name.clone();
         let cycle = cycle_of(kind, &p.spec, max_seq(&p.payload));
         let mut table = p.table.clone();
         let mut attempt = 0;
         let outcome = loop {
-            match commit_table(&ctx, &mut p, settings, table, cycle.as_ref(), attempt > 0).await {
+            match commit_table(ctx, &mut p, settings, table, cycle.as_ref(), attempt > 0).await {
                 Ok(outcome) => break outcome,
                 Err(e) if e.is_transient() && attempt < settings.commit_retries => {
                     // Another writer committed first, or the store failed through its own
@@ -165,8 +253,8 @@ pub async fn run(
                     );
                     tokio::time::sleep(std::time::Duration::from_millis(100 << attempt.min(6)))
                         .await;
-                    let url = storage::table_url(&lake, &name)?;
-                    table = table::open(&url, &storage_options).await.context(&name)?;
+                    let url = storage::table_url(self.lake, &name)?;
+                    table = table::open(&url, &settings.storage).await.context(&name)?;
                 }
                 Err(e) => return Err(e.context(&name)),
             }
@@ -182,8 +270,8 @@ pub async fn run(
             bytes: p.bytes,
             seconds: p.started.elapsed().as_secs_f64(),
             skipped,
+            latency: latency(p.spec.captured_ms),
         };
-        report(&s);
         crate::diag::failpoint(&format!("after_commit:{}", s.table));
         if kind == Kind::Integrate
             && !skipped
@@ -194,9 +282,44 @@ pub async fn run(
             let app = cycle.as_ref().map(|c| c.app_id.as_str());
             super::compact::compact_if_needed(table, &s.table, app, settings).await;
         }
-        summaries.push(s);
+        Ok(s)
     }
-    Ok(summaries)
+}
+
+/// Seconds from a capture time (ms since the epoch) to now; None without one.
+fn latency(captured_ms: Option<i64>) -> Option<f64> {
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .ok()?
+        .as_millis() as i64;
+    captured_ms.map(|c| (now - c) as f64 / 1000.0)
+}
+
+/// The memory the tables being read take at once, in MiB: a table holds its input's size
+/// (at most the whole budget) while it is parsed, so many small tables read side by side and
+/// big ones one after the other.
+pub(super) struct Budget {
+    mib: tokio::sync::Semaphore,
+    total: u32,
+}
+
+impl Budget {
+    fn new(bytes: u64) -> Self {
+        let total = (bytes >> 20).clamp(1, u32::MAX as u64 >> 4) as u32;
+        Budget {
+            mib: tokio::sync::Semaphore::new(total as usize),
+            total,
+        }
+    }
+
+    /// Waits until `bytes` of input fit the budget; they are released when the permit drops.
+    pub(super) async fn hold(&self, bytes: u64) -> tokio::sync::SemaphorePermit<'_> {
+        let want = (bytes.div_ceil(1 << 20)).clamp(1, self.total as u64) as u32;
+        self.mib
+            .acquire_many(want)
+            .await
+            .expect("the budget is never closed")
+    }
 }
 
 /// A table of the call: to apply, or already applied by an earlier call.
@@ -217,6 +340,7 @@ fn cycle_of(kind: Kind, spec: &TableSpec, max_seq: Option<String>) -> Option<pro
         files: spec.files.iter().map(|f| f.name.clone()).collect(),
         max_seq,
         stamp: spec.cycle.clone(),
+        captured_ms: spec.captured_ms,
     })
 }
 

@@ -23,6 +23,20 @@ use crate::settings::Settings;
 use crate::table::progress;
 use spec::{Kind, TableSpec};
 
+/// The memory a call's reading may take by default: an eighth of the machine's memory (the
+/// Arrow form of a CSV batch and the merge around it take a few times the files' size).
+pub(crate) fn memory_budget() -> u64 {
+    let total = std::fs::read_to_string("/proc/meminfo")
+        .ok()
+        .and_then(|m| {
+            m.lines()
+                .find(|l| l.starts_with("MemTotal:"))
+                .and_then(|l| l.split_whitespace().nth(1)?.parse::<u64>().ok())
+        })
+        .map_or(8 << 30, |kb| kb * 1024);
+    (total / 8).max(64 << 20)
+}
+
 /// What every step of a call needs.
 pub struct Call<'a> {
     pub mode: &'a str,
@@ -52,6 +66,7 @@ impl Call<'_> {
                 files: Vec::new(),
                 app_id: Some(progress::app_id(self.channel, self.location, &t.base_name)),
                 cycle: None,
+                captured_ms: t.captured_ms,
             })
             .collect();
         for (f, rows) in files {

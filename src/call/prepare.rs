@@ -106,9 +106,12 @@ pub(super) async fn prepare(
     spec: TableSpec,
     table: DeltaTable,
     settings: &Settings,
+    budget: &super::cycle::Budget,
     started: Instant,
 ) -> Result<Prepared> {
     let (csv_bytes, parquet, bytes_in) = fetch(&spec, settings).await?;
+    // Parsed, the input takes a few times its size: other tables wait for their share.
+    let _memory = budget.hold(bytes_in).await;
     let opened = Opened::new(kind, &spec, settings, &table, &csv_bytes, parquet)?;
     let sources = table_types(&opened);
     let (columns, guess) = opened.columns(&sources)?;

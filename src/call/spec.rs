@@ -32,4 +32,7 @@ pub struct TableSpec {
     pub app_id: Option<String>,
     /// The cycle's stamp (the `{hvr_integ_tstamp}` of its files), recorded with the progress.
     pub cycle: Option<String>,
+    /// When the cycle's first row of the table was captured, in milliseconds since the epoch
+    /// (`HVR_TBL_CAP_TSTAMP`): the start of the replication latency reported with the commit.
+    pub captured_ms: Option<i64>,
 }

@@ -19,6 +19,10 @@ pub struct HvrTable {
     pub columns: Vec<String>,
     /// All columns (channel names), same order as `columns`.
     pub channel_columns: Vec<String>,
+    /// When the table's first row of the cycle was captured (`HVR_TBL_CAP_TSTAMP`), in
+    /// milliseconds since the epoch; None when HVR gave none or none that reads.
+    #[serde(default)]
+    pub captured_ms: Option<i64>,
 }
 
 /// Everything an AgentPlugin call is given.
@@ -124,6 +128,7 @@ impl HvrEnv {
         let keys = per_table("HVR_TBL_KEYS_BASE", Some("HVR_TBL_KEYS"))?;
         let cols = per_table("HVR_COL_NAMES_BASE", Some("HVR_COL_NAMES"))?;
         let chan_cols = per_table("HVR_COL_NAMES", Some("HVR_COL_NAMES_BASE"))?;
+        let captured = capture_stamps(l.get("HVR_TBL_CAP_TSTAMP")?.as_deref(), names.len());
         let mut tables = Vec::with_capacity(names.len());
         for (i, name) in names.iter().enumerate() {
             if name.is_empty() {
@@ -147,6 +152,7 @@ impl HvrEnv {
                 keys: keys.get(i).map(|k| split_columns(k)).unwrap_or_default(),
                 columns,
                 channel_columns,
+                captured_ms: captured.get(i).copied().flatten(),
             });
         }
         let files: Vec<String> = list(l.get("HVR_FILE_NAMES")?)
@@ -178,6 +184,56 @@ impl HvrEnv {
     }
 }
 
+/// The capture times of `HVR_TBL_CAP_TSTAMP`, one per table, in milliseconds since the epoch.
+/// HVR does not document the format: epoch seconds (what a public connector compares it with)
+/// and `YYYY-MM-DD HH:MM:SS[.fff]` (UTC) are read; the colons inside the latter do not split
+/// the list. A list that does not read, or has another count than `tables`, gives no figures
+/// and one warning: the latency is informational and never fails a call.
+fn capture_stamps(value: Option<&str>, tables: usize) -> Vec<Option<i64>> {
+    let Some(value) = value.filter(|v| !v.is_empty() && *v != "-1") else {
+        return Vec::new();
+    };
+    let parts: Vec<&str> = value.split(':').collect();
+    let mut stamps = Vec::with_capacity(tables);
+    let mut i = 0;
+    while i < parts.len() {
+        // `2026-12-03 17:08` + `40.5`: a date-time spans three colon-separated parts.
+        let p = parts[i];
+        let (text, used) = if p.len() >= 13 && p.as_bytes()[4] == b'-' && i + 2 < parts.len() {
+            (format!("{p}:{}:{}", parts[i + 1], parts[i + 2]), 3)
+        } else {
+            (p.to_string(), 1)
+        };
+        stamps.push(epoch_ms(text.trim()));
+        i += used;
+    }
+    if stamps.len() != tables {
+        eprintln!(
+            "W_JX0E02: HVR_TBL_CAP_TSTAMP has {} entries but HVR_TBL_NAMES has {tables} tables: no replication latency is reported",
+            stamps.len()
+        );
+        return Vec::new();
+    }
+    if let Some(bad) = stamps.iter().position(Option::is_none) {
+        eprintln!(
+            "W_JX0E02: HVR_TBL_CAP_TSTAMP entry {} is neither epoch seconds nor YYYY-MM-DD HH:MM:SS: no replication latency for that table",
+            bad + 1
+        );
+    }
+    stamps
+}
+
+/// Epoch seconds (a fraction allowed) or a UTC `YYYY-MM-DD HH:MM:SS[.fff]`, as milliseconds.
+fn epoch_ms(text: &str) -> Option<i64> {
+    if let Ok(secs) = text.parse::<f64>() {
+        return (secs.is_finite() && secs > 0.0).then_some((secs * 1000.0).round() as i64);
+    }
+    let t = chrono::NaiveDateTime::parse_from_str(text, "%Y-%m-%d %H:%M:%S%.f")
+        .or_else(|_| chrono::NaiveDateTime::parse_from_str(text, "%Y-%m-%dT%H:%M:%S%.f"))
+        .ok()?;
+    Some(t.and_utc().timestamp_millis())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -203,6 +259,42 @@ mod tests {
         assert_eq!(e.tables[1].keys, vec!["order_id", "line_no"]);
         assert_eq!(e.tables[0].columns, vec!["id", "v", "hvr_op"]);
         assert_eq!(e.files.len(), 2);
+        assert_eq!(e.tables[0].captured_ms, None);
+    }
+
+    #[test]
+    fn capture_stamps_as_epoch_seconds_or_date_times() {
+        let e = HvrEnv::from_env(&env(&[
+            ("HVR_TBL_NAMES", "a:b:c"),
+            (
+                "HVR_TBL_CAP_TSTAMP",
+                "1764781720:2026-12-03 17:08:40.250:2026-12-03 17:08:40",
+            ),
+        ]))
+        .unwrap();
+        let got: Vec<_> = e.tables.iter().map(|t| t.captured_ms).collect();
+        assert_eq!(
+            got,
+            vec![
+                Some(1_764_781_720_000),
+                Some(1_796_317_720_250),
+                Some(1_796_317_720_000)
+            ]
+        );
+        // Unreadable or miscounted: no figure, never an error.
+        let e = HvrEnv::from_env(&env(&[
+            ("HVR_TBL_NAMES", "a:b"),
+            ("HVR_TBL_CAP_TSTAMP", "yesterday:1764781720"),
+        ]))
+        .unwrap();
+        assert_eq!(e.tables[0].captured_ms, None);
+        assert_eq!(e.tables[1].captured_ms, Some(1_764_781_720_000));
+        let e = HvrEnv::from_env(&env(&[
+            ("HVR_TBL_NAMES", "a:b"),
+            ("HVR_TBL_CAP_TSTAMP", "1764781720"),
+        ]))
+        .unwrap();
+        assert!(e.tables.iter().all(|t| t.captured_ms.is_none()));
     }
 
     #[test]

@@ -52,11 +52,6 @@ pub async fn append(
     keys: &[String],
     mark: Option<&progress::Mark>,
 ) -> Result<(DeltaTable, Outcome)> {
-    let table = if table::exists(&table) {
-        table
-    } else {
-        table::create(table, columns, keys).await?
-    };
     let mut batches = Vec::with_capacity(changes.len());
     for b in changes {
         let cols = (0..columns.fields().len())
@@ -65,6 +60,9 @@ pub async fn append(
         batches.push(RecordBatch::try_new(table::plain_schema(columns), cols)?);
     }
     let rows: usize = batches.iter().map(|b| b.num_rows()).sum();
+    if !table::exists(&table) {
+        return super::table_mode::create_with_rows(table, batches, columns, keys, mark).await;
+    }
     if batches.is_empty() {
         batches.push(RecordBatch::new_empty(table::plain_schema(columns)));
     }

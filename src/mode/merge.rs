@@ -82,24 +82,13 @@ pub async fn apply(
 ) -> Result<(DeltaTable, Outcome)> {
     let upserts = upsert_rows(&net.batches, &columns)?;
     let upsert_count: usize = upserts.iter().map(RecordBatch::num_rows).sum();
-    let fresh = !table::exists(&table);
-    let table = if fresh {
-        table::create(table, &columns, keys).await?
-    } else {
-        table
-    };
-    if fresh || net.truncated {
-        // Nothing to match against: the rows that remain are simply written.
-        let deleted = if net.truncated {
-            table::row_count(&table)?
-        } else {
-            0
-        };
-        let mode = if net.truncated {
-            SaveMode::Overwrite
-        } else {
-            SaveMode::Append
-        };
+    if !table::exists(&table) {
+        // Nothing to match against: the table is created with the rows that remain.
+        return super::table_mode::create_with_rows(table, upserts, &columns, keys, mark).await;
+    }
+    if net.truncated {
+        // The cycle truncated the table: the rows that remain after it replace it.
+        let deleted = table::row_count(&table)?;
         let batches = if upserts.is_empty() {
             vec![RecordBatch::new_empty(table::plain_schema(&columns))]
         } else {
@@ -107,7 +96,7 @@ pub async fn apply(
         };
         let table = table
             .write(batches)
-            .with_save_mode(mode)
+            .with_save_mode(SaveMode::Overwrite)
             .with_schema_mode(deltalake::operations::write::SchemaMode::Merge)
             .with_commit_properties(mark.map(Mark::properties).unwrap_or_default())
             .with_writer_properties(writer_properties(&columns))

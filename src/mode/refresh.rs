@@ -15,7 +15,7 @@ use crate::write::files::Staged;
 impl Staged {
     /// Commits the staged files as the table's whole content: one overwrite commit that
     /// removes every current file (and records new columns when they changed). A table that
-    /// does not exist yet is created first (its version 0), with `keys` recorded.
+    /// does not exist yet is created by the same commit (its version 0), with `keys` recorded.
     ///
     /// `table` is the table as last loaded: after a failed attempt, the caller loads it again
     /// and calls this again with the same staged files. If they are in the table already,
@@ -44,12 +44,12 @@ impl Staged {
             };
             return Ok((table, outcome));
         }
+        if !table::exists(&table) {
+            // A new table: created with its rows, in one commit.
+            let adds = self.adds().to_vec();
+            return table::create_with(table, columns, keys, adds, rows, mark).await;
+        }
         let deleted = table::row_count(&table)?;
-        let table = if table::exists(&table) {
-            table
-        } else {
-            table::create(table, columns, keys).await?
-        };
         let snapshot = table.snapshot()?;
         let before = snapshot.log_data().num_files();
         let files = table::FileMetrics {

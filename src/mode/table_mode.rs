@@ -105,6 +105,29 @@ pub trait TableMode: Sync {
     fn apply<'a>(&'a self, job: Apply<'a>) -> BoxFuture<'a, Result<(DeltaTable, Outcome)>>;
 }
 
+/// A table that does not exist yet, created with `rows` (the table's `columns`) in one commit
+/// with the cycle's progress `mark`: its schema, properties, keys and first data files
+/// together.
+pub(crate) async fn create_with_rows(
+    table: DeltaTable,
+    rows: Vec<RecordBatch>,
+    columns: &SchemaRef,
+    keys: &[String],
+    mark: Option<&Mark>,
+) -> Result<(DeltaTable, Outcome)> {
+    let writers = std::thread::available_parallelism().map_or(1, usize::from);
+    let count = rows.iter().map(RecordBatch::num_rows).sum();
+    let mut sink = crate::write::files::FileSink::start(table, columns.clone(), writers)?;
+    let sent = tokio::task::block_in_place(|| rows.into_iter().try_for_each(|b| sink.send(b)));
+    let staged = sink.finish().await?;
+    if let Err(e) = sent {
+        staged.discard().await;
+        return Err(e);
+    }
+    let (table, adds) = staged.into_parts();
+    crate::table::create_with(table, columns, keys, adds, count, mark).await
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

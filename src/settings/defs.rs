@@ -308,6 +308,18 @@ pub const SETTINGS: &[Def] = &[
         },
     },
     Def {
+        name: "parallel_tables",
+        default: "auto",
+        doc: "tables of a call read, staged and committed side by side (1: one after the other); auto is 4 on a local lake and 16 on an object store, where a table's work is mostly waiting on requests. Tables larger than the memory budget's share wait for each other",
+        set: |s, v| {
+            s.parallel_tables = match v.text.trim() {
+                "auto" | "" => 0,
+                _ => v.count(1)? as usize,
+            };
+            Ok(())
+        },
+    },
+    Def {
         name: "lock_wait",
         default: "300",
         doc: "seconds a call waits for another hvrlake working on the same file location before it fails",

@@ -65,6 +65,8 @@ pub struct Settings {
     pub single_writer: bool,
     /// Times a table's commit is redone on a fresh snapshot after a conflict.
     pub commit_retries: usize,
+    /// Tables of a call worked on side by side (`parallel_tables`); 0 for the default.
+    pub parallel_tables: usize,
     /// Seconds to wait for the file location's lock.
     pub lock_wait: u64,
     /// Tables that get `delta.enableChangeDataFeed`: None no table, an empty list every
@@ -134,6 +136,15 @@ impl Settings {
             .iter()
             .find_map(|t| self.partition_by.get(&t.to_ascii_lowercase()))
             .map(Vec::as_slice)
+    }
+
+    /// How many tables of a call are worked on side by side on the lake at `lake`.
+    pub fn tables_in_flight(&self, lake: &url::Url) -> usize {
+        match self.parallel_tables {
+            0 if lake.scheme() == "file" => 4,
+            0 => 16,
+            n => n,
+        }
     }
 
     /// The mode of a table (by target or channel name).
@@ -279,6 +290,7 @@ impl Settings {
             check_row_counts: true,
             single_writer: false,
             commit_retries: 0,
+            parallel_tables: 0,
             lock_wait: 0,
             change_data_feed: None,
             compact_small_files: 0,

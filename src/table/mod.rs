@@ -262,8 +262,30 @@ pub async fn commit_actions(
 }
 
 /// Creates the table with `columns`, recording `keys` in its properties (commit version 0).
-/// A separate commit, because delta-rs writes refuse properties outside `delta.*`.
 pub async fn create(table: DeltaTable, columns: &SchemaRef, keys: &[String]) -> Result<DeltaTable> {
+    Ok(create_with(table, columns, keys, Vec::new(), 0, None)
+        .await?
+        .0)
+}
+
+/// Creates the table with `columns` and `keys` and, in the same commit (version 0), `adds`
+/// (a new table's first data files, holding `rows` rows) and the cycle's progress `mark`: a
+/// new table is one commit, its schema, properties, keys and data together. When another
+/// writer created the table first, that is a conflict: the caller loads the table and
+/// commits on top of it.
+pub async fn create_with(
+    table: DeltaTable,
+    columns: &SchemaRef,
+    keys: &[String],
+    adds: Vec<deltalake::kernel::Add>,
+    rows: usize,
+    mark: Option<&progress::Mark>,
+) -> Result<(DeltaTable, Outcome)> {
+    let files = FileMetrics {
+        added: adds.len(),
+        bytes_added: adds.iter().map(|a| a.size as u64).sum(),
+        ..FileMetrics::default()
+    };
     prepare_location(&table)?;
     let schema: StructType = columns.as_ref().try_into_kernel()?;
     let mut props: HashMap<String, Option<String>> = HashMap::new();
@@ -283,14 +305,38 @@ pub async fn create(table: DeltaTable, columns: &SchemaRef, keys: &[String]) -> 
             Some(partition::spec_text(&spec)),
         );
     }
-    Ok(table
+    // Only a bare create may find the table there already and take it as it is.
+    let bare = adds.is_empty() && mark.is_none();
+    let log_store = table.log_store();
+    let created = table
         .create()
         .with_columns(schema.fields().cloned())
         .with_partition_columns(partition::names(columns))
         .with_configuration(props)
         .with_raise_if_key_not_exists(false)
-        .with_save_mode(SaveMode::Ignore)
-        .await?)
+        .with_actions(adds.into_iter().map(Action::Add))
+        .with_commit_properties(mark.map(progress::Mark::properties).unwrap_or_default())
+        .with_save_mode(if bare {
+            SaveMode::Ignore
+        } else {
+            SaveMode::ErrorIfExists
+        })
+        .await;
+    match created {
+        Ok(table) => {
+            let outcome = Outcome {
+                inserted: rows,
+                version: table.version(),
+                files,
+                ..Outcome::default()
+            };
+            Ok((table, outcome))
+        }
+        Err(e) if !bare && log_store.is_delta_table_location().await.unwrap_or(false) => Err(
+            crate::error::Error::conflict(format!("the table was created by another writer ({e})")),
+        ),
+        Err(e) => Err(e.into()),
+    }
 }
 
 /// The table property that switches the change data feed on.

@@ -33,6 +33,8 @@ pub struct Cycle {
     pub max_seq: Option<String>,
     /// The cycle's stamp (`{hvr_integ_tstamp}` of its file names), when they carry one.
     pub stamp: Option<String>,
+    /// When the cycle's first row was captured (ms since the epoch), when HVR said.
+    pub captured_ms: Option<i64>,
 }
 
 /// What a commit adds to record a cycle: the txn action and the commit-info entry.
@@ -103,6 +105,7 @@ pub async fn mark(table: &DeltaTable, cycle: &Cycle) -> Result<Mark> {
         "files": cycle.files,
         "max_integ_seq": cycle.max_seq,
         "cycle": cycle.stamp,
+        "captured_ms": cycle.captured_ms,
     });
     Ok(Mark {
         txn: Transaction::new_with_last_update(cycle.app_id.clone(), version, Some(now)),

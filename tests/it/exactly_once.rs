@@ -144,7 +144,9 @@ fn a_call_made_again_after_its_commits_is_skipped_and_removes_the_files() {
 
 #[test]
 fn a_crash_between_two_tables_is_finished_by_the_next_call() {
-    let h = Hvr::new();
+    // One table after the other, so that the crash falls between the two commits.
+    let mut h = Hvr::new();
+    h.userarg = "parallel_tables=1".into();
     let (o, l) = (orders(), lines());
     let (mut rng, mut mo, mut ml) = start(&h, 4);
     let before_lines = h.rows("sales.lines").rows;
