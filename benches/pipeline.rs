@@ -306,7 +306,7 @@ fn benches(c: &mut Criterion) {
                         net,
                         table_columns(),
                         &["order_id".into()],
-                        false,
+                        &settings(&lake).mode_options(),
                         None,
                     )
                     .await

@@ -7,7 +7,10 @@
 # Idempotent: the venv is rebuilt only when the pinned versions below change.
 set -euo pipefail
 
-PKGS="deltalake==1.6.6 pyarrow==26.0.1"   # versions checked to work together
+# Versions checked to work together. deltalake + pyarrow: the oracle of scripts/check_examples.py;
+# with duckdb + its delta extension, chdb and polars: the readers of README "Reading the tables",
+# run by scripts/check_readers.py (the extension loads only into the duckdb of its version).
+PKGS="deltalake==1.6.6 pyarrow==26.0.1 duckdb==1.5.5 duckdb-extension-delta==1.5.5 chdb==4.4.0 polars==2.1.0"
 V="${HVRLAKE_CACHE:-$HOME/.cache/hvrlake}/venv"
 STAMP="$V/.hvrlake-pkgs"                   # records what was installed
 

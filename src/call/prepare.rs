@@ -658,6 +658,6 @@ fn table_types<'s>(t: &'s Opened) -> TableTypes<'s> {
         partitioning: &t.partitioning,
         mode: settings.mode_of(&spec.base_name, &spec.name),
         mode_options: settings.mode_options(),
-        deletion_vectors: settings.deletion_vectors,
+        deletion_vectors: settings.deletion_vectors_for(&spec.base_name, &spec.name),
     }
 }

@@ -26,7 +26,7 @@ use rayon::prelude::*;
 
 use roaring::RoaringTreemap;
 
-use super::{Apply, Changes, TableMode};
+use super::{Apply, Changes, ModeOptions, TableMode};
 use crate::change::NetChanges;
 use crate::change::{self, Op};
 use crate::error::{Error, Result};
@@ -58,15 +58,7 @@ impl TableMode for Merge {
             let o = job.options;
             let columns =
                 crate::write::encode::with_plain_encodings(job.columns, o.plain_encodings);
-            apply(
-                job.table,
-                net,
-                columns,
-                job.keys,
-                o.partition_stable,
-                job.mark,
-            )
-            .await
+            apply(job.table, net, columns, job.keys, o, job.mark).await
         })
     }
 }
@@ -77,7 +69,7 @@ pub async fn apply(
     net: NetChanges,
     columns: SchemaRef,
     keys: &[String],
-    stable: bool,
+    options: &ModeOptions,
     mark: Option<&Mark>,
 ) -> Result<(DeltaTable, Outcome)> {
     let upserts = upsert_rows(&net.batches, &columns)?;
@@ -118,7 +110,7 @@ pub async fn apply(
         return progress_only(table, mark).await;
     }
     if std::env::var_os("HVRLAKE_DATAFUSION_MERGE").is_none() && plain_files(&table)? {
-        return rewrite(table, net, columns, upserts, keys, stable, mark).await;
+        return rewrite(table, net, columns, upserts, keys, options, mark).await;
     }
     let before = table.version();
     let files_before = table.snapshot()?.log_data().num_files();
@@ -635,9 +627,10 @@ async fn rewrite(
     columns: SchemaRef,
     upserts: Vec<RecordBatch>,
     keys: &[String],
-    stable: bool,
+    options: &ModeOptions,
     mark: Option<&Mark>,
 ) -> Result<(DeltaTable, Outcome)> {
+    let stable = options.partition_stable;
     let upsert_count: usize = upserts.iter().map(RecordBatch::num_rows).sum();
     let set = KeySet::new(&net.batches, keys)?;
     // Partitions the changes can touch (None: any); files of other partitions are not read.
@@ -678,7 +671,13 @@ async fn rewrite(
     };
     let t_files = std::time::Instant::now();
     let filtered = if dv {
-        marked_in_store(&scan, &store, &candidates).await
+        match marked_in_store(&scan, &store, &candidates).await {
+            Ok(marked) => {
+                let share = options.rewrite_share;
+                rewritten_when_mostly_deleted(&scan, &table, &store, marked, share, &sink).await
+            }
+            Err(e) => Err(e),
+        }
     } else {
         copied_without_changes(&scan, &table, &store, &candidates, &sink).await
     };
@@ -713,7 +712,6 @@ async fn rewrite(
         removes,
         staged,
         store,
-        dv,
         upserts: upsert_count,
         files,
     };
@@ -846,13 +844,56 @@ async fn copied_without_changes(
     Ok(all)
 }
 
+/// Whether a file with deletion vectors is rewritten rather than marked: when at least `share`
+/// of its rows are deleted after the cycle (and some are left). Marking costs a few bytes
+/// whatever the file; rewriting costs the rows left, and leaves readers nothing to skip.
+fn rewrite_instead(marked: u64, rows: u64, share: f64) -> bool {
+    marked < rows && marked as f64 >= share * rows as f64
+}
+
+/// Deletion vectors, per file: the files checked by [`marked_in_store`] in which the cycle
+/// leaves at most `1 - share` of the rows are copied to `sink` without the marked rows (the
+/// changed ones and those their vector deleted before), instead of getting a vector.
+async fn rewritten_when_mostly_deleted(
+    scan: &Scan<'_>,
+    table: &DeltaTable,
+    store: &Arc<dyn object_store::ObjectStore>,
+    marked: Vec<Option<Touched>>,
+    share: f64,
+    sink: &Mutex<FileSink>,
+) -> Result<Vec<Option<Touched>>> {
+    let local = table::local_dir(table.table_url())
+        .and_then(|root| object_store::local::LocalFileSystem::new_with_prefix(root).ok());
+    let mut out = Vec::with_capacity(marked.len());
+    for touched in marked {
+        let Some((remove, Some((add, marks, rows)), u, d)) = touched else {
+            out.push(touched);
+            continue;
+        };
+        if !rewrite_instead(marks.len(), rows, share) {
+            out.push(Some((remove, Some((add, marks, rows)), u, d)));
+            continue;
+        }
+        let path = deltalake::Path::parse(&remove.path)
+            .unwrap_or_else(|_| deltalake::Path::from(remove.path.as_str()));
+        let bytes = match &local {
+            Some(fs) => map_data_file(fs, &path)?,
+            None => store.get(&path).await?.bytes().await?,
+        };
+        let values = partition::file_values(scan.parts, remove.partition_values.as_ref());
+        tokio::task::block_in_place(|| {
+            copy_unchanged(bytes, &remove.path, &marks, scan.columns, &values, sink)
+        })?;
+        out.push(Some((remove, None, u, d)));
+    }
+    Ok(out)
+}
+
 /// A merge's files checked and its new files staged, ready to commit.
 struct Checked {
     removes: Vec<Option<Touched>>,
     staged: crate::write::files::Staged,
     store: Arc<dyn object_store::ObjectStore>,
-    /// Whether the table has deletion vectors.
-    dv: bool,
     /// Upsert rows of the cycle.
     upserts: usize,
     /// The file metrics so far (before, scanned, skipped).
@@ -872,17 +913,17 @@ async fn commit_checked(
         removes,
         staged,
         store,
-        dv,
         upserts,
         mut files,
     } = done;
-    let (mut updated, mut deleted, mut touched) = (0, 0, 0);
+    let (mut updated, mut deleted, mut touched, mut rewritten) = (0, 0, 0, 0);
     let mut actions = Vec::new();
     let mut marked: Vec<(Add, RoaringTreemap)> = Vec::new();
     for (remove, vector, u, d) in removes.into_iter().flatten() {
         updated += u;
         deleted += d;
         touched += 1;
+        rewritten += usize::from(vector.is_none());
         actions.push(Action::Remove(remove));
         if let Some((add, marks, rows)) = vector
             && marks.len() < rows
@@ -899,8 +940,8 @@ async fn commit_checked(
         }
     };
     // Copy-on-write rewrites every file a changed key is in; deletion vectors mark those that
-    // keep a row, and remove the others.
-    files.rewritten = if dv { 0 } else { touched };
+    // keep a row (or rewrite those that keep few, see `rewrite_instead`), and remove the others.
+    files.rewritten = rewritten;
     files.marked = marked.len();
     files.removed = touched - marked.len();
     for ((mut add, _), descriptor) in marked.into_iter().zip(written) {

@@ -56,4 +56,7 @@ pub struct ModeOptions {
     pub partition_stable: bool,
     /// merge: data files get only PLAIN and dictionary pages (`plain_encodings`).
     pub plain_encodings: bool,
+    /// merge with deletion vectors: a touched file left with at most `1 - rewrite_share` of
+    /// its rows is rewritten rather than marked (`rewrite_share`).
+    pub rewrite_share: f64,
 }

@@ -379,10 +379,19 @@ pub const SETTINGS: &[Def] = &[
     },
     Def {
         name: "deletion_vectors",
-        default: "false",
-        doc: "true: tables hvrlake creates have Delta deletion vectors on (delta.enableDeletionVectors), and a merge marks changed rows deleted instead of rewriting their files (much faster on large tables); needs readers that apply deletion vectors. An existing table keeps what it has",
+        default: "true",
+        doc: "tables hvrlake creates have Delta deletion vectors on (delta.enableDeletionVectors), and a merge marks changed rows deleted instead of rewriting their files (a cycle costs what its changes cost, not what the table holds); false for copy-on-write tables, per table as deletion_vectors.TABLE=false. Needs readers that apply deletion vectors (README, \"Reading the tables\"). An existing table keeps what it has",
         set: |s, v| {
             s.deletion_vectors = v.boolean()?;
+            Ok(())
+        },
+    },
+    Def {
+        name: "rewrite_share",
+        default: "0.5",
+        doc: "tables with deletion vectors: a file a merge touches is rewritten without its deleted rows instead of marked when at least this share of its rows is deleted after the cycle (1: always mark)",
+        set: |s, v| {
+            s.rewrite_share = v.share()?;
             Ok(())
         },
     },

@@ -47,6 +47,8 @@ pub struct Settings {
     pub mode: Mode,
     /// Table modes per lower-cased table name (`mode.TABLE=MODE`).
     pub modes: HashMap<String, Mode>,
+    /// Deletion vectors per lower-cased table name (`deletion_vectors.TABLE=BOOL`).
+    pub deletion_vectors_per_table: HashMap<String, bool>,
     /// Soft-delete tables: the deletion time column.
     pub deleted_at_column: String,
     /// File name pattern mapping a file to its table.
@@ -88,6 +90,8 @@ pub struct Settings {
     pub plain_encodings: bool,
     /// Compact once deletion vectors delete this share of the stored rows.
     pub compact_deleted_share: f64,
+    /// Deletion-vector merges: the deleted share at which a file is rewritten instead.
+    pub rewrite_share: f64,
     /// Object-store options (`aws_*`, `azure_*`, and the retry options `max_retries` and
     /// `retry_timeout`), as object_store / delta-rs name them.
     pub storage: HashMap<String, String>,
@@ -147,6 +151,18 @@ impl Settings {
         }
     }
 
+    /// Whether a table hvrlake creates gets deletion vectors (by target or channel name).
+    pub fn deletion_vectors_for(&self, base: &str, channel: &str) -> bool {
+        [base, channel]
+            .iter()
+            .find_map(|t| {
+                self.deletion_vectors_per_table
+                    .get(&t.to_ascii_lowercase())
+                    .copied()
+            })
+            .unwrap_or(self.deletion_vectors)
+    }
+
     /// The mode of a table (by target or channel name).
     pub fn mode_of(&self, base: &str, channel: &str) -> Mode {
         [base, channel]
@@ -162,6 +178,7 @@ impl Settings {
             deleted_at_column: self.deleted_at_column.clone(),
             partition_stable: self.partition_stable,
             plain_encodings: self.plain_encodings,
+            rewrite_share: self.rewrite_share,
         }
     }
 
@@ -170,6 +187,7 @@ impl Settings {
         let mut raw: Raw = BTreeMap::new();
         let mut types_entries: Vec<(String, Origin)> = Vec::new();
         let mut modes: HashMap<String, Mode> = HashMap::new();
+        let mut vectors: HashMap<String, bool> = HashMap::new();
         // Lowest precedence first; later inserts win.
         let mut from_user = Raw::new();
         if let Some(arg) = userarg {
@@ -211,6 +229,17 @@ impl Settings {
                     );
                 };
                 modes.insert(table.to_ascii_lowercase(), m);
+            } else if let Some(table) = name.strip_prefix("deletion_vectors.") {
+                let on = match value.0.to_ascii_lowercase().as_str() {
+                    "true" | "1" | "yes" | "on" => true,
+                    "false" | "0" | "no" | "off" => false,
+                    _ => bail!(
+                        "setting '{name}' (from {}) is '{}', expected true or false",
+                        value.1,
+                        value.0
+                    ),
+                };
+                vectors.insert(table.to_ascii_lowercase(), on);
             } else {
                 raw.insert(name, value);
             }
@@ -232,6 +261,7 @@ impl Settings {
         }
         let mut settings = Self::validate(raw, types_entries)?;
         settings.modes = modes;
+        settings.deletion_vectors_per_table = vectors;
         let retries = std::mem::take(&mut settings.storage);
         settings.storage = storage;
         settings.storage.extend(retries);
@@ -276,6 +306,7 @@ impl Settings {
             keep_files: false,
             mode: Mode::Merge,
             modes: HashMap::new(),
+            deletion_vectors_per_table: HashMap::new(),
             deleted_at_column: String::new(),
             file_pattern: String::new(),
             format: Format::Auto,
@@ -298,9 +329,10 @@ impl Settings {
             compact_zorder: false,
             partition_by: HashMap::new(),
             partition_stable: false,
-            deletion_vectors: false,
+            deletion_vectors: true,
             plain_encodings: false,
             compact_deleted_share: 0.0,
+            rewrite_share: 0.0,
             storage: HashMap::new(),
         }
     }

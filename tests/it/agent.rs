@@ -623,7 +623,9 @@ fn commit_actions(h: &Hvr, base: &str, version: u64) -> (usize, usize) {
 
 #[test]
 fn integrate_rewrites_only_the_files_that_hold_a_changed_key() {
-    let h = Hvr::new();
+    // Copy-on-write: the files that hold a changed key are rewritten.
+    let mut h = Hvr::new();
+    h.userarg = "deletion_vectors=false".into();
     let cols = ["k", "v", "hvr_op", "hvr_integ_seq"];
     let t = Table::new("f", &["k"], &cols);
     // Two refresh files of keys 1-100 and 1001-1100 → at least two data files? One writer

@@ -90,9 +90,9 @@ fn merges_write_deletion_vectors_and_every_reader_sees_the_model() {
     cli(&["optimize", "--target", &h.target(), "t"]);
     assert_eq!(h.rows("t").rows, model.sorted());
     assert_eq!(python_rows(&h, "t"), model_rows(&model));
-    // A table created without the setting has none, and merges as before.
+    // A table created with the setting off has none, and merges as before.
     let mut plain = Hvr::new();
-    plain.userarg = String::new();
+    plain.userarg = "deletion_vectors=false".into();
     plain.write("0-t.csv", csv(&["id", "v"], &refresh[..5]));
     plain.ok("refr_write_end", &[&t], &["0-t.csv"]);
     plain.write("1-t.csv", "id,v,hvr_op,hvr_integ_seq\n1,x,2,10\n");

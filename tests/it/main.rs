@@ -7,6 +7,7 @@ mod helpers;
 mod agent;
 mod backfill;
 mod bad_input;
+mod channel;
 mod coalesce_plans;
 mod data_files;
 mod deletion_vectors;

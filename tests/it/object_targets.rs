@@ -382,11 +382,14 @@ fn when_every_request_fails_the_call_exits_1_and_nothing_changes() {
 
 #[test]
 fn two_writers_commit_to_one_table_at_once_and_every_change_lands_once() {
-    let a = Hvr::on(crate::helpers::Backend::S3);
+    let mut a = Hvr::on(crate::helpers::Backend::S3);
     let mut b = Hvr::on(crate::helpers::Backend::S3);
     b.remote.as_mut().unwrap().lake = a.remote.as_ref().unwrap().lake.clone();
     // Two integrate locations of HVR (each its own progress in the table).
     b.location = "trg2".into();
+    // No compaction commits: each call's one commit is counted below.
+    a.userarg = "compact_deleted_share=0".into();
+    b.userarg = a.userarg.clone();
     let t = accounts();
     let mut rng = crate::helpers::Rng(42);
     let mut model = crate::helpers::Model::default();

@@ -238,8 +238,8 @@ fn a_column_that_appears_in_cycle_3_is_added_and_older_rows_read_null() {
         ]
     );
     // Another reader (the Python deltalake package) sees the same.
-    let script = "import sys, pyarrow as pa\nfrom deltalake import DeltaTable\n\
-        t = pa.table(DeltaTable(sys.argv[1]).to_pyarrow_table())\n\
+    let script = "import sys, pyarrow as pa\nfrom deltalake import DeltaTable, QueryBuilder\n\
+        t = pa.table(QueryBuilder().register('t', DeltaTable(sys.argv[1])).execute('select * from t').read_all())\n\
         print(sorted((r['id'], r['qty']) for r in t.to_pylist()))\n";
     let (out, err) = crate::helpers::python(script, &h.lake.path().join("t"));
     assert_eq!(out, "[(1, None), (2, 7), (3, None), (4, 9)]", "{err}");
@@ -503,10 +503,11 @@ fn a_value_that_needs_a_wider_type_widens_the_column_as_delta_allows() {
     ];
     assert_eq!(h.rows("t").rows, want);
     // The table still records its keys, and another reader sees the same values.
-    let script = "import sys\nfrom deltalake import DeltaTable\n\
+    let script = "import sys, pyarrow as pa\nfrom deltalake import DeltaTable, QueryBuilder\n\
         d = DeltaTable(sys.argv[1])\n\
         print(d.metadata().configuration.get('hvrlake.keys'))\n\
-        print(sorted((r['id'], str(r['amount']), r['qty']) for r in d.to_pyarrow_table().to_pylist()))\n";
+        t = pa.table(QueryBuilder().register('t', d).execute('select * from t').read_all())\n\
+        print(sorted((r['id'], str(r['amount']), r['qty']) for r in t.to_pylist()))\n";
     let (out, err) = crate::helpers::python(script, &h.lake.path().join("t"));
     assert_eq!(
         out, "id\n[(1, '6.00', None), (2, '12.50', 3), (3, '1.25', None)]",
