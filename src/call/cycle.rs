@@ -154,6 +154,7 @@ pub async fn run(
             }
         }
     }
+    crate::diag::note(format_args!("{}", storage::counted::report()));
     match failure {
         Some(e) => Err(e),
         None => Ok(summaries),

@@ -9,6 +9,8 @@ use url::Url;
 use crate::bail;
 use crate::error::{Error, Result};
 
+#[cfg(feature = "lake")]
+pub mod counted;
 pub mod mapped;
 
 pub use crate::redact::{redact, register_secrets};
@@ -20,6 +22,7 @@ pub fn register_stores() {
     ONCE.call_once(|| {
         deltalake::aws::register_handlers(None);
         deltalake::azure::register_handlers(None);
+        counted::wrap_factories(&["s3", "s3a", "az", "azure", "abfs", "abfss", "adl"]);
     });
 }
 

@@ -257,7 +257,8 @@ pub async fn commit_actions(
         .build(Some(table.snapshot()?), table.log_store(), operation)
         .await?;
     let version = done.version() as u64;
-    table.update_state().await?;
+    // The commit's own snapshot: no listing of the log for a version just written.
+    table.state = Some(done.snapshot());
     Ok((table, version))
 }
 

@@ -193,3 +193,55 @@ fn per_file_a_merge_marks_the_few_changed_rows_and_rewrites_the_mostly_deleted_f
         "{stderr}"
     );
 }
+
+#[test]
+fn twenty_tables_on_s3_side_by_side_with_their_requests_counted() {
+    let h = Hvr::on(crate::helpers::Backend::S3);
+    let ts: Vec<Table> = (0..20)
+        .map(|i| Table::new(&format!("s{i:02}"), &["id"], COLS))
+        .collect();
+    let refs: Vec<&Table> = ts.iter().collect();
+    let names: Vec<String> = ts.iter().map(|t| t.name.clone()).collect();
+    for step in 0..2 {
+        let files: Vec<String> = ts
+            .iter()
+            .enumerate()
+            .map(|(i, t)| {
+                let f = format!("{step}-{}.csv", t.name);
+                let v = format!("v{step}_{i}");
+                h.write(&f, csv(COLS, &upserts(1, 5, &v, step + 1)));
+                f
+            })
+            .collect();
+        let file_refs: Vec<&str> = files.iter().map(String::as_str).collect();
+        let mode = if step == 0 {
+            "refr_write_end"
+        } else {
+            "integ_end"
+        };
+        let out = h.call_with(
+            mode,
+            &refs,
+            &file_refs,
+            Some(&h.full_userarg()),
+            &[("HVRLAKE_TIMINGS", "1")],
+        );
+        assert_eq!(out.code, 0, "{out:?}");
+        assert_eq!(summary_order(&out.stdout), names);
+        // Every table puts at least its data file and its commit.
+        let requests: u64 = out
+            .stderr
+            .split_once("object-store requests=")
+            .and_then(|(_, r)| r.split(' ').next())
+            .unwrap_or_else(|| panic!("no request count: {}", out.stderr))
+            .parse()
+            .unwrap();
+        assert!(requests >= 40, "{requests} requests: {}", out.stderr);
+    }
+    for (i, t) in names.iter().enumerate() {
+        let want: Vec<_> = (1..=5)
+            .map(|k| row(&[&k.to_string(), &format!("v1_{i}")]))
+            .collect();
+        assert_eq!(h.rows(t).rows, want, "{t}");
+    }
+}
