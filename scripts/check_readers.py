@@ -23,7 +23,7 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 TABLE_NAME, COLS, EXTRA = "items", ["id", "name", "amount"], ["hvr_op", "hvr_integ_seq", "is_deleted"]
-USERARG = ("deletion_vectors=true compact_deleted_share=0 "   # keep the vectors: no compaction
+USERARG = ("deletion_vectors=true rewrite_share=1 compact_deleted_share=0 "  # keep the vectors
            "type.items.id=int64 type.items.amount=decimal(12,2)")
 
 # The changes: (hvr_op, id, name, amount); op 1 upserts, op 0 deletes (with is_deleted=1).

@@ -17,21 +17,28 @@ const PURGE_DELAY: libmimalloc_sys::mi_option_t = 15;
 /// for reuse (a 1 GB refresh: system time 0.60 -> 0.48 s, CPU 0.976, peak RSS +25 MiB;
 /// docs/benchmarks.md, "Allocator"). MIMALLOC_PURGE_DELAY still decides when it is set.
 ///
-/// Unless the call is a refresh, it also reserves a 1 GiB arena (address space; pages are
-/// backed as they are first written) that mimalloc marks for transparent huge pages
-/// (`MADV_HUGEPAGE`, which Linux's default THP mode `madvise` waits for): an integrate's
-/// buffers then fault in 2 MiB at a time instead of 4 KiB (page faults 67k -> 14k; 11 pairs
+/// An integrate of many rows (or of a count HVR does not give) also gets a 1 GiB arena
+/// (address space; pages are backed as they are first written) that mimalloc marks for
+/// transparent huge pages (`MADV_HUGEPAGE`, which Linux's default THP mode `madvise` waits for):
+/// its buffers then fault in 2 MiB at a time instead of 4 KiB (page faults 67k -> 14k; 11 pairs
 /// without it: CPU 1.13, wall 1.13). A refresh reuses its buffers wave after wave, so the
 /// few faults it saves cost more than the extra memory the kernel must zero (15 pairs without
-/// it: system time 0.79 -> 0.50 s, CPU 0.899, wall 0.918, peak 270 -> 236 MiB;
-/// docs/benchmarks.md, "Allocator"). MIMALLOC_RESERVE_OS_MEMORY, when set, decides
-/// instead (mimalloc reserves it itself at start-up).
+/// it: system time 0.79 -> 0.50 s, CPU 0.899, wall 0.918, peak 270 -> 236 MiB); so does a
+/// small cycle, whose tables each touch a few pages of many 2 MiB ones (200 tables x 20 rows:
+/// 2.1 -> 1.1 s, peak 254 -> 143 MiB): calls of fewer than [`ARENA_ROWS`] rows by HVR's own
+/// count (`HVR_TBL_NROWS`, else `HVR_FILE_NROWS`) go without it (docs/benchmarks.md,
+/// "Allocator"). MIMALLOC_RESERVE_OS_MEMORY, when set, decides instead (mimalloc reserves it
+/// itself at start-up).
 pub fn tune_allocator(mode: Option<&str>) {
     if std::env::var_os("MIMALLOC_PURGE_DELAY").is_none() {
         // SAFETY: sets one of mimalloc's options, which it reads when it purges.
         unsafe { libmimalloc_sys::mi_option_set(PURGE_DELAY, 1000) };
     }
-    if std::env::var_os("MIMALLOC_RESERVE_OS_MEMORY").is_none() && !refreshes(mode) {
+    let rows = |name: &str| std::env::var(name).ok();
+    let rows = rows("HVR_TBL_NROWS").or_else(|| rows("HVR_FILE_NROWS"));
+    if std::env::var_os("MIMALLOC_RESERVE_OS_MEMORY").is_none()
+        && wants_arena(mode, rows.as_deref())
+    {
         // SAFETY: asks mimalloc for one more arena; on failure (ENOMEM under strict
         // overcommit, say) it returns an error code and allocation goes on as before.
         let _ = unsafe {
@@ -44,6 +51,23 @@ pub fn tune_allocator(mode: Option<&str>) {
             )
         };
     }
+}
+
+/// Rows from which a call is big enough for the huge-page arena of [`tune_allocator`].
+pub const ARENA_ROWS: u64 = 100_000;
+
+/// Whether a call in `mode`, whose files hold `rows` (a colon-separated count per table or file,
+/// as HVR gives it; absent or abbreviated with `...` when not known), gets the huge-page arena.
+fn wants_arena(mode: Option<&str>, rows: Option<&str>) -> bool {
+    if refreshes(mode) {
+        return false;
+    }
+    let total = rows.and_then(|r| {
+        r.split(':')
+            .map(|n| n.trim().parse::<u64>().ok())
+            .sum::<Option<u64>>()
+    });
+    total.is_none_or(|n| n >= ARENA_ROWS)
 }
 
 /// Whether `mode` is one of HVR's refresh calls (`refr_write_begin`, `refr_write_end`).
@@ -247,11 +271,16 @@ mod tests {
     use super::*;
 
     #[test]
-    fn only_refresh_calls_go_without_the_huge_page_arena() {
-        assert!(refreshes(Some("refr_write_end")));
-        assert!(refreshes(Some("refr_write_begin")));
-        assert!(!refreshes(Some("integ_end")));
-        assert!(!refreshes(Some("backfill")));
-        assert!(!refreshes(None));
+    fn refreshes_and_small_cycles_go_without_the_huge_page_arena() {
+        assert!(!wants_arena(Some("refr_write_end"), None));
+        assert!(!wants_arena(Some("refr_write_begin"), Some("5000000")));
+        assert!(wants_arena(Some("integ_end"), None));
+        assert!(wants_arena(Some("integ_end"), Some("60000:40000")));
+        assert!(!wants_arena(Some("integ_end"), Some("60000:39999")));
+        assert!(!wants_arena(Some("integ_end"), Some("20:20:20")));
+        // HVR abbreviates a very long list: not known, so a big call.
+        assert!(wants_arena(Some("integ_end"), Some("20:20...")));
+        assert!(wants_arena(Some("backfill"), None));
+        assert!(wants_arena(None, None));
     }
 }

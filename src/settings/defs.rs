@@ -388,7 +388,7 @@ pub const SETTINGS: &[Def] = &[
     },
     Def {
         name: "rewrite_share",
-        default: "0.5",
+        default: "0.1",
         doc: "tables with deletion vectors: a file a merge touches is rewritten without its deleted rows instead of marked when at least this share of its rows is deleted after the cycle (1: always mark)",
         set: |s, v| {
             s.rewrite_share = v.share()?;

@@ -37,7 +37,9 @@ fn model_rows(model: &Model) -> String {
 #[test]
 fn merges_write_deletion_vectors_and_every_reader_sees_the_model() {
     let mut h = Hvr::new();
-    h.userarg = "deletion_vectors=true compact_small_files=0 compact_deleted_share=0".into();
+    h.userarg =
+        "deletion_vectors=true rewrite_share=1 compact_small_files=0 compact_deleted_share=0"
+            .into();
     let t = Table::new("t", &["id"], &["id", "v", "hvr_op", "hvr_integ_seq"]);
     let mut model = Model::default();
     let refresh: Vec<_> = (0..300u64)
@@ -108,7 +110,9 @@ fn merges_write_deletion_vectors_and_every_reader_sees_the_model() {
 #[test]
 fn a_table_whose_vectors_delete_a_set_share_is_compacted_and_stays_exact() {
     let mut h = Hvr::new();
-    h.userarg = "deletion_vectors=true compact_small_files=0 compact_deleted_share=0.2".into();
+    h.userarg =
+        "deletion_vectors=true rewrite_share=1 compact_small_files=0 compact_deleted_share=0.2"
+            .into();
     let t = Table::new("t", &["id"], &["id", "v", "hvr_op", "hvr_integ_seq"]);
     let mut model = Model::default();
     let refresh: Vec<_> = (0..100u64).map(|id| row(&[&id.to_string(), "r"])).collect();

@@ -68,7 +68,7 @@ fn a_partitioned_table_gets_its_rows_and_a_merge_rewrites_only_touched_partition
     // With deletion vectors: files read for their keys get vectors, with their partition
     // values put back (the files do not store them).
     h.userarg =
-        "partition_by=sales:year(created_at),region partition_stable=true deletion_vectors=true"
+        "partition_by=sales:year(created_at),region partition_stable=true deletion_vectors=true rewrite_share=1"
             .into();
     let t = Table::new("sales", &["id"], COLS);
     let head = ["id", "region", "created_at", "v"];
